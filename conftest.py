@@ -1,0 +1,1 @@
+pytest_plugins = ["services.core.testing"]

@@ -1,0 +1,274 @@
+"""The event bus on RabbitMQ (aio-pika), as DESIGN.md "Events" describes.
+
+Topology, declared by whoever connects (declarations are idempotent):
+- one durable topic exchange `hoithi.events`, routing key = event type;
+- per consuming service a durable quorum queue `<service>` bound to the types it handles;
+- per retry delay a durable queue `<service>.retry.<N>s` whose messages expire after N
+  seconds back into `<service>` (dead-lettering through the default exchange);
+- `<service>.dead` for events that failed every retry or can never be read.
+
+Publishing waits for the broker's confirm and marks messages persistent. Consumers hand
+batches to handlers and ack only after the handler returned, i.e. after its work is
+committed; a failure re-publishes the event to the next retry queue (confirmed) and only
+then acks, so an event is never dropped between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+
+from services.core.events import Event, MalformedEvent
+from services.core.logs import correlation_id
+
+log = logging.getLogger(__name__)
+
+EXCHANGE = "hoithi.events"
+RETRY_HEADER = "x-hoithi-retries"
+ERROR_HEADER = "x-hoithi-last-error"
+
+Handler = Callable[[list[Event]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    prefix: str
+    service: str
+    retry_delays_s: tuple[int, ...]
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.prefix}{EXCHANGE}"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}{self.service}"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.queue}.dead"
+
+    def retry_queue(self, delay_s: int) -> str:
+        return f"{self.queue}.retry.{delay_s}s"
+
+
+class Bus:
+    def __init__(self, amqp_url: str, topology: Topology, *, prefetch: int = 256) -> None:
+        self._url = amqp_url
+        self.topology = topology
+        self._prefetch = prefetch
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consumer_tag: str | None = None
+
+    async def connect(self, *, give_up_after_s: float | None = None) -> None:
+        """Connect, waiting for the broker if it is not up yet (a worker started before
+        RabbitMQ must not die: its supervisor would stop the whole stack)."""
+        loop = asyncio.get_running_loop()
+        started, delay = loop.time(), 0.5
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self._url, client_properties={"connection_name": f"hoithi-{self.topology.service}"}
+                )
+                break
+            except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+                if give_up_after_s is not None and loop.time() - started > give_up_after_s:
+                    raise
+                log.warning("broker not reachable; retrying", extra={"error": repr(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        self._exchange = await self._channel.declare_exchange(
+            self.topology.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    @property
+    def channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise RuntimeError("Bus.connect() first")
+        return self._channel
+
+    @property
+    def exchange(self) -> AbstractExchange:
+        if self._exchange is None:
+            raise RuntimeError("Bus.connect() first")
+        return self._exchange
+
+    async def publish_raw(self, event_type: str, body: bytes) -> None:
+        """Publish one serialized envelope and wait for the broker's confirm."""
+        await self.exchange.publish(
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                type=event_type,
+            ),
+            routing_key=event_type,
+            # An event nobody listens to yet (say attempt.scored) is not an error.
+            mandatory=False,
+        )
+
+    async def publish(self, event: Event) -> None:
+        await self.publish_raw(event.type, event.to_json())
+
+    async def declare_consumer_queues(self, event_types: Sequence[str]) -> aio_pika.abc.AbstractQueue:
+        t = self.topology
+        queue = await self.channel.declare_queue(t.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for event_type in event_types:
+            await queue.bind(self.exchange, routing_key=event_type)
+        for delay in t.retry_delays_s:
+            await self.channel.declare_queue(
+                t.retry_queue(delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": delay * 1000,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": t.queue,
+                },
+            )
+        await self.channel.declare_queue(t.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        return queue
+
+    async def consume(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        batch_size: int = 1,
+        batch_wait_s: float = 0.02,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Run until `stop` is set: take batches of up to `batch_size` messages (waiting at
+        most `batch_wait_s` to fill one), give each handler the events of its type, ack."""
+        queue = await self.declare_consumer_queues(sorted(handlers))
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._consumer_tag = await queue.consume(inbox.put)
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                batch = await _take_batch(inbox, batch_size, batch_wait_s, stop)
+                if batch:
+                    await self._dispatch(batch, handlers)
+        finally:
+            await queue.cancel(self._consumer_tag)
+
+    async def _dispatch(self, batch: list[AbstractIncomingMessage], handlers: Mapping[str, Handler]) -> None:
+        by_type: dict[str, list[tuple[AbstractIncomingMessage, Event]]] = defaultdict(list)
+        for message in batch:
+            try:
+                event = Event.from_json(message.body)
+            except MalformedEvent as exc:
+                await self._bury(message, f"malformed: {exc}")
+                continue
+            by_type[event.type].append((message, event))
+        for event_type, items in by_type.items():
+            handler = handlers.get(event_type)
+            if handler is None:
+                for message, _ in items:
+                    await self._bury(message, f"no handler for {event_type}")
+                continue
+            await self._run_handler(handler, items)
+
+    async def _run_handler(self, handler: Handler, items: list[tuple[AbstractIncomingMessage, Event]]) -> None:
+        try:
+            await _handle(handler, [event for _, event in items])
+        except Exception:
+            if len(items) > 1:
+                # One bad event must not hold back the rest of its batch: try them alone.
+                log.warning("batch failed; retrying its events one by one", exc_info=True, extra={"size": len(items)})
+                for item in items:
+                    await self._run_handler(handler, [item])
+                return
+            message, event = items[0]
+            log.exception("event handler failed", extra={"event_id": str(event.id), "event_type": event.type})
+            await self._retry_later(message, _describe(sys.exc_info()[1]))
+            return
+        for message, _ in items:
+            await message.ack()
+
+    async def _retry_later(self, message: AbstractIncomingMessage, error: str) -> None:
+        retries = int((message.headers or {}).get(RETRY_HEADER, 0) or 0)
+        delays = self.topology.retry_delays_s
+        if retries >= len(delays):
+            await self._bury(message, error)
+            return
+        await self._forward(message, self.topology.retry_queue(delays[retries]), retries + 1, error)
+
+    async def _bury(self, message: AbstractIncomingMessage, error: str) -> None:
+        retries = int((message.headers or {}).get(RETRY_HEADER, 0) or 0)
+        log.error("event moved to dead-letter queue", extra={"queue": self.topology.dead_queue, "error": error})
+        await self._forward(message, self.topology.dead_queue, retries, error)
+
+    async def _forward(self, message: AbstractIncomingMessage, queue_name: str, retries: int, error: str) -> None:
+        try:
+            await self.channel.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    type=message.type,
+                    headers={**(message.headers or {}), RETRY_HEADER: retries, ERROR_HEADER: error[:500]},
+                ),
+                routing_key=queue_name,
+            )
+        except Exception:
+            # Could not park it: hand it back to the broker rather than lose it.
+            log.exception("could not forward a failed event; requeueing it", extra={"queue": queue_name})
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+
+async def _handle(handler: Handler, events: list[Event]) -> None:
+    token = correlation_id.set(events[0].correlation_id if len(events) == 1 else "")
+    try:
+        await handler(events)
+    finally:
+        correlation_id.reset(token)
+
+
+def _describe(exc: BaseException | None) -> str:
+    return f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+
+
+async def _take_batch(
+    inbox: asyncio.Queue[AbstractIncomingMessage], size: int, wait_s: float, stop: asyncio.Event
+) -> list[AbstractIncomingMessage]:
+    stopping = asyncio.ensure_future(stop.wait())
+    first = asyncio.ensure_future(inbox.get())
+    try:
+        done, _ = await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if first not in done:
+        first.cancel()
+        return []
+    batch = [first.result()]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while len(batch) < size:
+        if not inbox.empty():
+            batch.append(inbox.get_nowait())
+            continue
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            batch.append(await asyncio.wait_for(inbox.get(), remaining))
+        except TimeoutError:
+            break
+    return batch

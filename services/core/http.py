@@ -1,0 +1,311 @@
+"""The app factory every service's API is built with, and the dependencies its routes
+share. Gives each API `/healthz`, `/readyz` (its dependencies answer), `/metrics`
+(Prometheus, multiprocess-aware under gunicorn), problem+json errors, JSON logs and a
+correlation id taken from the gateway's `X-Request-Id`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core.auth import InvalidToken, Principal, TokenVerifier
+from services.core.logs import configure_logging, correlation_id, new_correlation_id
+from services.core.problems import MESSAGES, Problem, problem_response, wants_english
+from services.core.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("hoithi_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "hoithi_http_request_seconds",
+    "HTTP request duration",
+    ["service", "method", "route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+ReadinessCheck = Callable[[FastAPI], Awaitable[None]]
+Resources = Callable[[FastAPI], Any]  # an async context manager factory: set app.state.*, yield, clean up
+
+
+class RequestContext:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): sets the
+    correlation id for logs and events, echoes it, and records Prometheus metrics."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                cid = value.decode("latin-1")[:64]
+                break
+        token = correlation_id.set(cid or new_correlation_id())
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", correlation_id.get().encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            if path not in ("/metrics", "/healthz"):
+                LATENCY.labels(self.service, scope["method"], path).observe(time.perf_counter() - started)
+                REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
+            correlation_id.reset(token)
+
+
+# --- dependencies routes share -------------------------------------------------------
+
+
+def _db(request: Request) -> asyncpg.Pool:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def _redis(request: Request) -> Redis:
+    return request.app.state.redis  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> CoreSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def current_principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "unauthenticated", headers={"WWW-Authenticate": "Bearer"})
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return verifier.verify(token.strip())
+    except InvalidToken:
+        raise Problem(401, "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+
+def participant_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if who.role != "participant":
+        raise Problem(403, "forbidden")
+    return who
+
+
+def organiser_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if who.role != "organiser":
+        raise Problem(403, "forbidden")
+    return who
+
+
+def staff_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not who.is_staff:
+        raise Problem(403, "forbidden")
+    return who
+
+
+def arrival_time(request: Request) -> datetime:
+    """When the request reached the gateway (nginx `X-Request-Start: t=<epoch seconds>`):
+    deadlines are judged on it, so time spent queueing inside never costs a participant."""
+    stamp = request.headers.get("x-request-start", "")
+    if stamp and request.app.state.settings.trust_gateway_stamp:
+        try:
+            return datetime.fromtimestamp(float(stamp.removeprefix("t=")), UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+Db = Annotated[asyncpg.Pool, Depends(_db)]
+RedisClient = Annotated[Redis, Depends(_redis)]
+Settings = Annotated[CoreSettings, Depends(_settings)]
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+Participant = Annotated[Principal, Depends(participant_principal)]
+Organiser = Annotated[Principal, Depends(organiser_principal)]
+Staff = Annotated[Principal, Depends(staff_principal)]
+ArrivedAt = Annotated[datetime, Depends(arrival_time)]
+
+
+# --- readiness checks ------------------------------------------------------------------
+
+
+async def postgres_ready(app: FastAPI) -> None:
+    async with app.state.db.acquire(timeout=1) as conn:
+        await conn.fetchval("SELECT 1")
+
+
+async def redis_ready(app: FastAPI) -> None:
+    await app.state.redis.ping()
+
+
+# --- error handlers --------------------------------------------------------------------
+
+_VALIDATION_VI = {
+    "missing": "Thiếu trường bắt buộc",
+    "extra_forbidden": "Trường không được phép",
+    "string_too_short": "Quá ngắn",
+    "string_too_long": "Quá dài",
+    "string_pattern_mismatch": "Không đúng định dạng",
+    "uuid_parsing": "Mã định danh không hợp lệ",
+    "int_parsing": "Phải là số nguyên",
+    "datetime_parsing": "Thời gian không hợp lệ",
+    "datetime_from_date_parsing": "Thời gian không hợp lệ",
+    "date_from_datetime_parsing": "Ngày không hợp lệ",
+    "greater_than_equal": "Giá trị quá nhỏ",
+    "greater_than": "Giá trị quá nhỏ",
+    "less_than_equal": "Giá trị quá lớn",
+    "less_than": "Giá trị quá lớn",
+    "literal_error": "Giá trị không được chấp nhận",
+    "enum": "Giá trị không được chấp nhận",
+    "value_error": "Giá trị không hợp lệ",
+    "json_invalid": "JSON không hợp lệ",
+    "model_attributes_type": "Phải là một đối tượng JSON",
+    "dict_type": "Phải là một đối tượng JSON",
+    "list_type": "Phải là một danh sách",
+    "too_short": "Quá ít phần tử",
+    "too_long": "Quá nhiều phần tử",
+}
+
+
+def field_name(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
+    english = wants_english(request)
+    errors = []
+    for err in exc.errors():
+        message = err.get("msg", "") if english else _VALIDATION_VI.get(err.get("type", ""), err.get("msg", ""))
+        if not english and err.get("type") == "value_error" and (ctx := err.get("ctx")) and "error" in ctx:
+            message = str(ctx["error"])  # our validators write Vietnamese messages themselves
+        errors.append({"field": field_name(err.get("loc", ())), "message": message})
+    names = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    detail = f"Invalid fields: {names}." if english else f"Trường không hợp lệ: {names}."
+    return problem_response(request, Problem(422, "validation", detail=detail, errors=errors))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> Response:
+        return problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        return _validation_problem(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {
+            401: "unauthenticated",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
+        return problem_response(
+            request, Problem(exc.status_code, code.get(exc.status_code, "internal"), headers=dict(exc.headers or {}))
+        )
+
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.CannotConnectNowError)
+    @app.exception_handler(asyncpg.TooManyConnectionsError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        # The database (or Redis) is away: nothing was written, so the client may retry.
+        log.warning("dependency unavailable", extra={"error": repr(exc), "path": request.url.path})
+        return problem_response(request, Problem(503, "unavailable", headers={"Retry-After": "5"}))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(request, Problem(500, "internal"))
+
+
+# --- the factory -----------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    service: str,
+    settings: CoreSettings,
+    routers: Iterable[APIRouter],
+    resources: Resources,
+    readiness: Mapping[str, ReadinessCheck],
+    messages: Mapping[str, tuple[str, str, str]] | None = None,
+) -> FastAPI:
+    configure_logging(service, settings.log_level)
+    MESSAGES.update(messages or {})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.verifier = TokenVerifier.from_dir(
+            settings.jwt_public_keys_dir, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        async with resources(app):
+            log.info("started", extra={"env": settings.app_env})
+            yield
+
+    app = FastAPI(
+        title=f"Hoithi {service}",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.add_middleware(RequestContext, service=service)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        results: dict[str, str] = {}
+        for name, check in readiness.items():
+            try:
+                await asyncio.wait_for(check(app), timeout=2)
+                results[name] = "ok"
+            except Exception as exc:
+                results[name] = f"{type(exc).__name__}: {exc}"[:200]
+        ok = all(v == "ok" for v in results.values())
+        body = {"status": "ok" if ok else "unavailable", "service": service, "checks": results}
+        return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,162 @@
+"""The bus against the real RabbitMQ: confirms, batches, retries, dead letters, relay."""
+
+import asyncio
+from collections.abc import Callable
+
+from services.core import outbox
+from services.core.bus import RETRY_HEADER
+from services.core.events import Event
+from services.core.relay import OutboxRelay
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_consumer_gets_batches_and_acks_them(bus_factory) -> None:
+    bus = await bus_factory("core_a")
+    batches: list[list[Event]] = []
+
+    async def handler(events: list[Event]) -> None:
+        batches.append(events)
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    for i in range(50):
+        await bus.publish(Event("thing.happened", {"i": i}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, batch_size=20, batch_wait_s=0.2, stop=stop))
+    await _until(lambda: sum(map(len, batches)) == 50)
+    stop.set()
+    await task
+    assert sorted(e.data["i"] for b in batches for e in b) == list(range(50))
+    assert max(map(len, batches)) > 1
+    assert all(len(b) <= 20 for b in batches)
+    assert await _messages_in(bus, bus.topology.queue, settle_at=0) == 0
+
+
+async def _messages_in(bus, queue_name: str, settle_at: int) -> int:
+    """The queue's message count once it reaches `settle_at` (acks travel asynchronously)."""
+    count = -1
+    for _ in range(100):
+        count = (await bus.channel.declare_queue(queue_name, passive=True)).declaration_result.message_count
+        if count == settle_at:
+            break
+        await asyncio.sleep(0.05)
+    return count
+
+
+async def test_failing_event_is_retried_later_and_others_go_through(bus_factory) -> None:
+    bus = await bus_factory("core_b", retry_delays_s=(1,))
+    seen: list[int] = []
+    failures = {"poison": 0}
+
+    async def handler(events: list[Event]) -> None:
+        for event in events:
+            if event.data["i"] == 3 and failures["poison"] < 1:
+                failures["poison"] += 1
+                raise RuntimeError("not yet")
+        seen.extend(e.data["i"] for e in events)
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    for i in range(6):
+        await bus.publish(Event("thing.happened", {"i": i}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, batch_size=10, batch_wait_s=0.2, stop=stop))
+    await _until(lambda: 3 in seen)
+    stop.set()
+    await task
+    assert sorted(seen) == [0, 1, 2, 3, 4, 5]
+    assert failures["poison"] == 1
+
+
+async def test_event_failing_every_retry_lands_in_the_dead_queue(bus_factory) -> None:
+    bus = await bus_factory("core_c", retry_delays_s=(1, 1))
+    calls = {"n": 0}
+
+    async def always_fails(events: list[Event]) -> None:
+        calls["n"] += 1
+        raise ValueError("broken for good")
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    await bus.publish(Event("thing.happened", {"i": 1}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": always_fails}, stop=stop))
+    for _ in range(3):  # two retry delays of 1 s each
+        if await _messages_in(bus, bus.topology.dead_queue, settle_at=1) == 1:
+            break
+    stop.set()
+    await task
+    assert calls["n"] == 3  # the first try and two retries
+    dead = await bus.channel.declare_queue(bus.topology.dead_queue, passive=True)
+    message = await dead.get(timeout=5)
+    assert message is not None
+    assert message.headers[RETRY_HEADER] == 2
+    assert "broken for good" in message.headers["x-hoithi-last-error"]
+    await message.ack()
+
+
+async def test_malformed_message_goes_straight_to_the_dead_queue(bus_factory) -> None:
+    bus = await bus_factory("core_d")
+    await bus.declare_consumer_queues(["thing.happened"])
+    await bus.publish_raw("thing.happened", b"this is not json")
+    stop = asyncio.Event()
+    handled: list[Event] = []
+
+    async def handler(events: list[Event]) -> None:
+        handled.extend(events)
+
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, stop=stop))
+    dead = await bus.channel.declare_queue(bus.topology.dead_queue, passive=True)
+    message = None
+    for _ in range(100):
+        message = await dead.get(fail=False)
+        if message:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert message is not None and message.body == b"this is not json"
+    await message.ack()
+    assert handled == []
+
+
+async def test_relay_publishes_the_outbox_and_empties_it(bus_factory, service_pool) -> None:
+    pool = await service_pool("core_test")
+    bus = await bus_factory("core_e")
+    received: list[Event] = []
+
+    async def handler(events: list[Event]) -> None:
+        received.extend(events)
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    events = [Event("thing.happened", {"i": i}) for i in range(30)]
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.add_events(conn, events[:1])
+        await outbox.add_events(conn, events[1:])
+    relay = OutboxRelay(pool, bus, batch_size=25)
+    assert await relay.publish_batch() == 25
+    assert await relay.publish_batch() == 5
+    assert await relay.publish_batch() == 0
+    assert await outbox.count_pending(pool) == 0
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, batch_size=50, stop=stop))
+    await _until(lambda: len(received) == 30)
+    stop.set()
+    await task
+    assert {e.id for e in received} == {e.id for e in events}
+
+
+async def test_rolled_back_transaction_leaves_no_event(service_pool) -> None:
+    pool = await service_pool("core_test")
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await outbox.add_events(conn, [Event("thing.happened", {})])
+                raise RuntimeError("the change failed")
+        except RuntimeError:
+            pass
+    assert await outbox.count_pending(pool) == 0
