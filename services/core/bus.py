@@ -201,7 +201,7 @@ class Bus:
             await message.ack()
 
     async def _retry_later(self, message: AbstractIncomingMessage, error: str) -> None:
-        retries = int((message.headers or {}).get(RETRY_HEADER, 0) or 0)
+        retries = _retries_of(message)
         delays = self.topology.retry_delays_s
         if retries >= len(delays):
             await self._bury(message, error)
@@ -209,7 +209,7 @@ class Bus:
         await self._forward(message, self.topology.retry_queue(delays[retries]), retries + 1, error)
 
     async def _bury(self, message: AbstractIncomingMessage, error: str) -> None:
-        retries = int((message.headers or {}).get(RETRY_HEADER, 0) or 0)
+        retries = _retries_of(message)
         log.error("event moved to dead-letter queue", extra={"queue": self.topology.dead_queue, "error": error})
         await self._forward(message, self.topology.dead_queue, retries, error)
 
@@ -239,6 +239,11 @@ async def _handle(handler: Handler, events: list[Event]) -> None:
         await handler(events)
     finally:
         correlation_id.reset(token)
+
+
+def _retries_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(RETRY_HEADER, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _describe(exc: BaseException | None) -> str:

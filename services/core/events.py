@@ -48,7 +48,9 @@ class Event:
                 "occurred_at": self.occurred_at,
                 "correlation_id": self.correlation_id,
                 "data": self.data,
-            }
+            },
+            # asyncpg hands out its own UUID type, which orjson does not know natively.
+            default=str,
         )
 
     @classmethod

@@ -43,7 +43,9 @@ async def conflict() -> dict:
 
 
 def _app(redis_url: str, jwt_dir: str) -> FastAPI:
-    settings = CoreSettings(database_url=TEST_DATABASE_URL, redis_url=redis_url, jwt_public_keys_dir=jwt_dir)
+    from pathlib import Path
+
+    settings = CoreSettings(database_url=TEST_DATABASE_URL, redis_url=redis_url, jwt_public_keys_dir=Path(jwt_dir))
 
     @asynccontextmanager
     async def resources(app: FastAPI):

@@ -1,0 +1,490 @@
+"""Registration's pure rules: Vietnamese text and phone numbers, sign-up fields, logins,
+and the organisers' units file (DESIGN.md "File formats"). No I/O, no framework, no SQL.
+
+User-facing messages are Vietnamese; they reach participants and organisers unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+from urllib.parse import quote
+
+from email_validator import EmailNotValidError, validate_email
+
+# --- Vietnamese text --------------------------------------------------------------------
+
+# đ/Đ are letters of their own, not d plus a mark: NFD leaves them whole.
+_LETTERS_WITHOUT_DECOMPOSITION = str.maketrans({"đ": "d", "Đ": "D"})
+
+
+def strip_diacritics(text: str) -> str:
+    """'Phường Lê Chân' → 'Phuong Le Chan' (tones, hats, horns and breves dropped; đ → d)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    bare = "".join(ch for ch in decomposed if unicodedata.category(ch) != "Mn")
+    return bare.translate(_LETTERS_WITHOUT_DECOMPOSITION)
+
+
+def search_key(text: str) -> str:
+    """What searches compare: no diacritics, lowercase, single spaces, trimmed."""
+    return " ".join(strip_diacritics(text).lower().split())
+
+
+def clean_text(text: str) -> str:
+    """NFC (browsers and keyboards send both composed and decomposed Vietnamese) with
+    runs of whitespace collapsed to one space."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+# --- phone numbers ----------------------------------------------------------------------
+
+# Vietnamese mobile prefixes in use since the 2018 renumbering (11 → 10 digits), by
+# network: Viettel 032–039, 086, 096–098; Vinaphone 081–085, 088, 091, 094; MobiFone
+# 070, 076–079, 089, 090, 093; Vietnamobile 052, 056, 058, 092; Gmobile 059, 099;
+# Reddi 055; Itel 087. Kept as data: a new range is one line here.
+MOBILE_PREFIXES: frozenset[str] = frozenset(
+    [f"03{d}" for d in "23456789"]
+    + ["052", "055", "056", "058", "059"]
+    + ["070", "076", "077", "078", "079"]
+    + [f"08{d}" for d in "123456789"]
+    + [f"09{d}" for d in "0123456789"]
+)
+
+_PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
+_PHONE_MESSAGE = "Số điện thoại không hợp lệ: cần số di động Việt Nam gồm 10 chữ số, ví dụ 0912345678."
+_PREFIX_MESSAGE = "Đầu số {prefix} không phải đầu số di động Việt Nam."
+
+
+def normalise_phone(raw: str) -> str:
+    """'+84 912 345 678', '84912345678', '0912.345.678' → '0912345678'.
+
+    Raises ValueError (Vietnamese message) for anything that is not a Vietnamese mobile number.
+    """
+    digits = _PHONE_SEPARATORS.sub("", raw)
+    if digits.startswith("+84"):
+        subscriber = digits[3:]
+    elif digits.startswith("84") and len(digits) in (11, 12):
+        subscriber = digits[2:]
+    elif digits.startswith("0"):
+        subscriber = digits[1:]
+    else:
+        raise ValueError(_PHONE_MESSAGE)
+    # '+84 (0)912…' is common: the trunk 0 written after the country code is dropped.
+    if len(subscriber) == 10 and subscriber.startswith("0") and not digits.startswith("0"):
+        subscriber = subscriber[1:]
+    if len(subscriber) != 9 or not subscriber.isascii() or not subscriber.isdigit():
+        raise ValueError(_PHONE_MESSAGE)
+    phone = "0" + subscriber
+    if phone[:3] not in MOBILE_PREFIXES:
+        raise ValueError(_PREFIX_MESSAGE.format(prefix=phone[:3]))
+    return phone
+
+
+def mask_phone(phone: str) -> str:
+    """'0912345678' → '091****678': enough for its owner to recognise, not to call."""
+    if len(phone) <= 6:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 6) + phone[-3:]
+
+
+# --- sign-up fields ---------------------------------------------------------------------
+
+PASSWORD_MIN_LENGTH = 8
+# Far above any real password; stops a megabyte "password" from costing an Argon2 hash.
+PASSWORD_MAX_LENGTH = 128
+FULL_NAME_MIN_LENGTH = 2
+FULL_NAME_MAX_LENGTH = 100
+GROUP_MAX_LENGTH = 50
+_ID_NUMBER = re.compile(r"^[0-9]{12}$")  # căn cước công dân: 12 digits
+_STAFF_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{1,49}$")
+_EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+
+
+def validate_password(password: str) -> str:
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"Mật khẩu phải có ít nhất {PASSWORD_MIN_LENGTH} ký tự.")
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise ValueError(f"Mật khẩu không được dài quá {PASSWORD_MAX_LENGTH} ký tự.")
+    return password
+
+
+def normalise_full_name(raw: str) -> str:
+    name = clean_text(raw)
+    if len(name) < FULL_NAME_MIN_LENGTH:
+        raise ValueError(f"Họ và tên phải có ít nhất {FULL_NAME_MIN_LENGTH} ký tự.")
+    if len(name) > FULL_NAME_MAX_LENGTH:
+        raise ValueError(f"Họ và tên không được dài quá {FULL_NAME_MAX_LENGTH} ký tự.")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise ValueError("Họ và tên chứa ký tự không hợp lệ.")
+    return name
+
+
+def normalise_email(raw: str) -> str:
+    try:
+        checked = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("Địa chỉ email không hợp lệ.") from None
+    return checked.normalized.lower()
+
+
+def normalise_id_number(raw: str) -> str:
+    number = "".join(raw.split())
+    if not _ID_NUMBER.match(number):
+        raise ValueError("Số căn cước công dân phải gồm đúng 12 chữ số.")
+    return number
+
+
+def normalise_group(raw: str) -> str:
+    group = clean_text(raw)
+    if not group or len(group) > GROUP_MAX_LENGTH:
+        raise ValueError(f"Nhóm dự thi phải có từ 1 đến {GROUP_MAX_LENGTH} ký tự.")
+    return group
+
+
+def validate_birth_date(born: date, today: date) -> date:
+    if not _EARLIEST_BIRTH_DATE <= born <= today:
+        raise ValueError("Ngày sinh không hợp lệ.")
+    return born
+
+
+def normalise_staff_login(raw: str) -> str:
+    """Staff logins start with a letter and hold no '@', so they never look like a
+    participant's phone number or email (see `classify_login`)."""
+    login = raw.strip().lower()
+    if not _STAFF_LOGIN.match(login):
+        raise ValueError("Tên đăng nhập phải bắt đầu bằng chữ cái, dài 2–50 ký tự, chỉ gồm a–z, 0–9, '.', '_', '-'.")
+    return login
+
+
+# --- logins -----------------------------------------------------------------------------
+
+LoginKind = Literal["phone", "email", "staff"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginName:
+    kind: LoginKind
+    value: str
+
+
+def classify_login(raw: str) -> LoginName:
+    """One login box for everyone: an email, else a phone number, else a staff login."""
+    text = raw.strip()
+    if "@" in text:
+        return LoginName("email", text.lower())
+    try:
+        return LoginName("phone", normalise_phone(text))
+    except ValueError:
+        return LoginName("staff", text.lower())
+
+
+# --- unit invitations -------------------------------------------------------------------
+
+def invite_link(public_base_url: str, unit_code: str) -> str:
+    """The sign-up link printed as each unit's QR code."""
+    return f"{public_base_url.rstrip('/')}/dang-ky?unit={quote(unit_code, safe='')}"
+
+
+# --- organisers' uploaded tables (CSV or XLSX, same columns) ----------------------------
+
+MAX_TABLE_ROWS = 50_000
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# text/plain and application/vnd.ms-excel: what some browsers and systems call a .csv file.
+_CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
+
+TableKind = Literal["csv", "xlsx"]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A header and its data rows, every cell as trimmed text; data row i is file row i + 2."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+
+class UnsupportedTable(ValueError):
+    """Neither CSV nor XLSX."""
+
+
+class UnreadableTable(ValueError):
+    """The upload is not a table we can read; the message is Vietnamese."""
+
+
+def table_kind(filename: str | None, media_type: str | None) -> TableKind | None:
+    """CSV or XLSX by the file's extension, else by its declared media type; None for
+    anything else (old .xls included: openpyxl cannot read it)."""
+    name = (filename or "").lower()
+    extension = name.rsplit(".", 1)[1] if "." in name else ""
+    if extension == "csv":
+        return "csv"
+    if extension == "xlsx":
+        return "xlsx"
+    if extension not in ("", "txt"):
+        return None
+    media = (media_type or "").split(";")[0].strip().lower()
+    if media == XLSX_MEDIA_TYPE:
+        return "xlsx"
+    if media in _CSV_MEDIA_TYPES:
+        return "csv"
+    return None
+
+
+def read_table(filename: str | None, media_type: str | None, content: bytes) -> Table:
+    """An uploaded CSV or XLSX file as a table. Raises UnsupportedTable or UnreadableTable."""
+    kind = table_kind(filename, media_type)
+    if kind is None:
+        raise UnsupportedTable(filename or "")
+    return read_xlsx_table(content) if kind == "xlsx" else read_csv_table(content)
+
+
+def read_csv_table(content: bytes) -> Table:
+    try:
+        text = content.decode("utf-8-sig")  # Excel writes a BOM before UTF-8 CSV
+    except UnicodeDecodeError:
+        raise UnreadableTable("Tệp CSV phải được lưu với mã hoá UTF-8.") from None
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise UnreadableTable("Tệp CSV không đọc được.") from None
+    return _table_of(records)
+
+
+def read_xlsx_table(content: bytes) -> Table:
+    # Imported here: openpyxl is slow to import and only organisers' uploads need it.
+    from openpyxl import load_workbook
+
+    # An upload can be any bytes; whatever openpyxl trips over means "not a workbook we read".
+    try:
+        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception:
+        raise UnreadableTable("Tệp Excel (.xlsx) không đọc được.") from None
+    try:
+        sheet = workbook.worksheets[0]
+        records = [[_cell_text(value) for value in row] for row in sheet.iter_rows(values_only=True)]
+    except Exception:
+        raise UnreadableTable("Tệp Excel (.xlsx) không đọc được.") from None
+    finally:
+        workbook.close()
+    return _table_of(records)
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # Excel stores 38 as 38.0
+    return str(value)
+
+
+def _table_of(records: Iterable[Sequence[str]]) -> Table:
+    lines = [[cell.strip() for cell in record] for record in records]
+    while lines and not any(lines[-1]):
+        lines.pop()
+    if not lines:
+        raise UnreadableTable("Tệp không có dữ liệu.")
+    if len(lines) - 1 > MAX_TABLE_ROWS:
+        raise UnreadableTable(f"Tệp có quá nhiều dòng (tối đa {MAX_TABLE_ROWS}).")
+    return Table(header=[cell.lower() for cell in lines[0]], rows=lines[1:])
+
+
+# --- units ------------------------------------------------------------------------------
+
+UNIT_COLUMNS = ("code", "name", "parent_code", "block", "headcount")
+UNIT_BLOCKS = ("city", "district", "commune", "agency", "public_service", "school")
+_UNIT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")  # it goes into sign-up links
+UNIT_NAME_MAX_LENGTH = 200
+HEADCOUNT_MAX = 10_000_000
+HEADER_ROW = 1
+FIRST_DATA_ROW = 2
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    row: int
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRow:
+    row: int
+    code: str
+    name: str
+    parent_code: str | None
+    block: str
+    headcount: int
+
+    @property
+    def search_name(self) -> str:
+        return search_key(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitsCheck:
+    """Either `errors` is empty and `units` holds every row, parents before children,
+    or `errors` lists every problem found (and nothing may be imported)."""
+
+    units: list[UnitRow]
+    errors: list[RowError]
+
+
+class UnitRowsInvalid(Exception):
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the units table")
+        self.errors = list(errors)
+
+
+def check_unit_rows(table: Table, existing_parents: Mapping[str, str | None] | None = None) -> UnitsCheck:
+    """Validate the organisers' units table against itself and the units already stored
+    (`existing_parents`: code → parent code), which the import keeps and may re-parent.
+
+    Reports every error at once, so one upload shows the organiser everything to fix.
+    """
+    existing = dict(existing_parents or {})
+    missing = [column for column in UNIT_COLUMNS if column not in table.header]
+    if missing:
+        return UnitsCheck([], [RowError(HEADER_ROW, column, f"Thiếu cột «{column}».") for column in missing])
+    position = {column: table.header.index(column) for column in UNIT_COLUMNS}
+
+    errors: list[RowError] = []
+    first_row_of_code: dict[str, int] = {}
+    parsed: list[tuple[int, dict[str, str]]] = []
+    for index, cells in enumerate(table.rows):
+        row_number = index + FIRST_DATA_ROW
+        if not any(cells):
+            continue  # blank lines between blocks are common in hand-made sheets
+        values = {column: (cells[i] if i < len(cells) else "") for column, i in position.items()}
+        parsed.append((row_number, values))
+
+    if not parsed:
+        return UnitsCheck([], [RowError(FIRST_DATA_ROW, "code", "Tệp không có đơn vị nào.")])
+
+    # Codes first: parents may appear on later rows.
+    for row_number, values in parsed:
+        code = values["code"]
+        if code and _UNIT_CODE.match(code) and code not in first_row_of_code:
+            first_row_of_code[code] = row_number
+    known_codes = set(first_row_of_code) | set(existing)
+
+    candidates: list[UnitRow] = []
+    parent_in_tree: dict[str, str | None] = dict(existing)
+    for row_number, values in parsed:
+        row_errors: list[RowError] = []
+        code = values["code"]
+        if not code:
+            row_errors.append(RowError(row_number, "code", "Thiếu mã đơn vị."))
+        elif not _UNIT_CODE.match(code):
+            row_errors.append(RowError(
+                row_number, "code", "Mã đơn vị chỉ gồm chữ cái không dấu, chữ số, '.', '_', '-' (tối đa 50 ký tự)."
+            ))
+        elif first_row_of_code[code] != row_number:
+            row_errors.append(
+                RowError(row_number, "code", f"Mã đơn vị «{code}» trùng với dòng {first_row_of_code[code]}.")
+            )
+
+        name = clean_text(values["name"])
+        if not name:
+            row_errors.append(RowError(row_number, "name", "Thiếu tên đơn vị."))
+        elif len(name) > UNIT_NAME_MAX_LENGTH:
+            row_errors.append(RowError(row_number, "name", f"Tên đơn vị dài quá {UNIT_NAME_MAX_LENGTH} ký tự."))
+
+        parent_code = values["parent_code"] or None
+        if parent_code is not None and parent_code not in known_codes:
+            row_errors.append(RowError(row_number, "parent_code", f"Không có đơn vị cấp trên mã «{parent_code}»."))
+
+        block = values["block"].lower()
+        if block not in UNIT_BLOCKS:
+            row_errors.append(RowError(
+                row_number, "block", f"Khối phải là một trong: {', '.join(UNIT_BLOCKS)}." if block else "Thiếu khối."
+            ))
+
+        headcount = _headcount(values["headcount"])
+        if isinstance(headcount, str):
+            row_errors.append(RowError(row_number, "headcount", headcount))
+
+        is_first_of_code = bool(code) and first_row_of_code.get(code) == row_number
+        if is_first_of_code:
+            parent_in_tree[code] = parent_code if parent_code in known_codes else None
+        if not row_errors:
+            assert isinstance(headcount, int)
+            candidates.append(UnitRow(row_number, code, name, parent_code, block, headcount))
+        errors.extend(row_errors)
+
+    errors.extend(_cycle_errors(first_row_of_code, parent_in_tree))
+    if errors:
+        return UnitsCheck([], sorted(errors, key=lambda e: (e.row, _field_order(e.field))))
+    return UnitsCheck(units_in_tree_order(candidates), [])
+
+
+def _field_order(field: str) -> int:
+    return UNIT_COLUMNS.index(field) if field in UNIT_COLUMNS else len(UNIT_COLUMNS)
+
+
+def _headcount(raw: str) -> int | str:
+    """The headcount, or a Vietnamese message saying what is wrong with it."""
+    if not raw:
+        return "Thiếu quân số (số người của đơn vị)."
+    text = raw[:-2] if raw.endswith(".0") else raw  # Excel's 38.0
+    if text.startswith("-") and text[1:].isdigit():
+        return "Quân số không được âm."
+    if not (text.isascii() and text.isdigit()):
+        return "Quân số phải là số nguyên không âm, không có dấu phân cách."
+    if len(text) > len(str(HEADCOUNT_MAX)) or int(text) > HEADCOUNT_MAX:
+        return f"Quân số không được vượt quá {HEADCOUNT_MAX}."
+    return int(text)
+
+
+def _cycle_errors(rows_of_codes: Mapping[str, int], parent_of: Mapping[str, str | None]) -> list[RowError]:
+    """An error on every file row whose unit would be its own ancestor."""
+    errors: list[RowError] = []
+    settled: set[str] = set()  # codes known to reach a root
+    for start in rows_of_codes:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in settled and node not in on_path:
+            path.append(node)
+            on_path.add(node)
+            node = parent_of.get(node)
+        if node is not None and node in on_path:
+            cycle = path[path.index(node):]
+            shown = " → ".join([*cycle, node])
+            for code in cycle:
+                if code in rows_of_codes and code not in settled:
+                    message = (
+                        "Đơn vị không thể là cấp trên của chính nó."
+                        if len(cycle) == 1
+                        else f"Quan hệ cấp trên tạo thành vòng lặp: {shown}."
+                    )
+                    errors.append(RowError(rows_of_codes[code], "parent_code", message))
+        settled.update(path)
+    return errors
+
+
+def units_in_tree_order(units: Sequence[UnitRow]) -> list[UnitRow]:
+    """The same units, each after its parent when the parent is among them; otherwise in
+    file order. Raises ValueError on a cycle (check_unit_rows reports those first)."""
+    by_code = {unit.code: unit for unit in units}
+    ordered: list[UnitRow] = []
+    placed: set[str] = set()
+    for unit in units:
+        chain: list[UnitRow] = []
+        seen: set[str] = set()
+        current: UnitRow | None = unit
+        while current is not None and current.code not in placed:
+            if current.code in seen:
+                raise ValueError(f"cycle through unit {current.code!r}")
+            seen.add(current.code)
+            chain.append(current)
+            current = by_code.get(current.parent_code) if current.parent_code else None
+        for link in reversed(chain):
+            ordered.append(link)
+            placed.add(link.code)
+    return ordered
