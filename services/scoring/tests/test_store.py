@@ -1,0 +1,96 @@
+"""store.py against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+import asyncpg
+
+from services.core.events import Event
+from services.scoring import domain, store
+from services.scoring.tests import builders as ev
+
+
+def _opened(round_id: uuid.UUID) -> store.OpenedRound:
+    return store.OpenedRound(
+        round_id, uuid.uuid4(), "Hội thi", "Tuần 1", ev.OPENS_AT, ev.OPENS_AT + timedelta(days=7), {}, ev.ANSWER_KEY
+    )
+
+
+def _no_event(round_id: uuid.UUID, result: domain.Result) -> Event:
+    return Event("test.scored", {"attempt_id": result.attempt_id})
+
+
+async def test_best_attempts_in_sql_agree_with_the_domain_rule(pool: asyncpg.Pool) -> None:
+    rng = random.Random(20250303)
+    for _ in range(5):
+        round_id = uuid.uuid4()
+        people = [uuid.uuid4() for _ in range(15)]
+        rows = []
+        for _ in range(120):
+            started = ev.OPENS_AT + timedelta(seconds=rng.randint(0, 5))
+            duration = rng.choice([1000, 2000])
+            rows.append(
+                domain.Result(
+                    attempt_id=uuid.uuid4(),
+                    participant_id=rng.choice(people),
+                    attempt_number=rng.randint(1, 5),
+                    correct=rng.randint(8, 10),
+                    total=10,
+                    duration_ms=duration,
+                    started_at=started,
+                    submitted_at=started + timedelta(milliseconds=duration),
+                    prediction=rng.choice([None, 5, 7]),
+                )
+            )
+        async with pool.acquire() as conn:
+            await store.insert_results_with_outbox(conn, [(round_id, r) for r in rows], _no_event)
+        from_sql = {b.participant_id: b for b in await store.best_attempts(pool, round_id)}
+        from_domain = {b.participant_id: b for b in domain.best_attempt_per_participant(rows)}
+        assert from_sql == from_domain
+
+
+async def test_insert_results_reports_only_new_rows_and_emits_for_them(pool: asyncpg.Pool) -> None:
+    round_id = uuid.uuid4()
+    result = domain.Result(uuid.uuid4(), uuid.uuid4(), 1, 5, 10, 1000, ev.OPENS_AT, ev.OPENS_AT + timedelta(seconds=1))
+    async with pool.acquire() as conn:
+        assert await store.insert_results_with_outbox(conn, [(round_id, result)], _no_event) == {result.attempt_id}
+        assert await store.insert_results_with_outbox(conn, [(round_id, result)], _no_event) == set()
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def test_round_opened_again_keeps_what_scoring_learnt(pool: asyncpg.Pool) -> None:
+    round_id = uuid.uuid4()
+    await store.upsert_round(pool, _opened(round_id))
+    assert await store.close_round(pool, round_id, ev.OPENS_AT + timedelta(days=7), 12)
+    await store.upsert_round(pool, _opened(round_id))
+    row = await pool.fetchrow("SELECT closed_at, submitted_count FROM rounds WHERE round_id = $1", round_id)
+    assert row["submitted_count"] == 12 and row["closed_at"] is not None
+
+
+async def test_close_round_never_lowers_the_count_and_knows_unknown_rounds(pool: asyncpg.Pool) -> None:
+    round_id = uuid.uuid4()
+    assert not await store.close_round(pool, round_id, ev.OPENS_AT, 3)
+    await store.upsert_round(pool, _opened(round_id))
+    await store.close_round(pool, round_id, ev.OPENS_AT + timedelta(days=7), 30)
+    await store.close_round(pool, round_id, ev.OPENS_AT + timedelta(days=6), 20)
+    assert await pool.fetchval("SELECT submitted_count FROM rounds WHERE round_id = $1", round_id) == 30
+    assert await store.closed_unfinalised(pool, [round_id, uuid.uuid4()]) == [round_id]
+
+
+async def test_unit_parents_follow_the_chain_and_stop_on_a_cycle(pool: asyncpg.Pool) -> None:
+    a, b, c, d = (uuid.uuid4() for _ in range(4))
+    units = [
+        store.UnitCopy(a, "A", "Tỉnh", None, "", 0),
+        store.UnitCopy(b, "B", "Huyện", a, "", 0),
+        store.UnitCopy(c, "C", "Xã", b, "", 0),
+        store.UnitCopy(d, "D", "Khác", None, "", 0),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await store.replace_units(conn, units, ev.OPENS_AT)
+    assert await store.unit_parents(pool, [c]) == {c: b, b: a, a: None}
+    await pool.execute("UPDATE units SET parent_id = $1 WHERE id = $2", c, a)  # bad data: a loop
+    assert await store.unit_parents(pool, [c]) == {c: b, b: a, a: c}
+    assert domain.lineage(c, await store.unit_parents(pool, [c])) == (c, b, a)

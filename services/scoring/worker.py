@@ -1,0 +1,349 @@
+"""`python -m services.scoring.worker`: the scoring consumer (DESIGN.md "The submit path").
+
+Scores attempt.submitted in batches against the answer key round.opened brought, keeps
+the copies of participants, units and rounds it needs, and finalises a round (ranking,
+prediction truth, prizes) once round.closed has come and every attempt it counted is
+scored. Every handler is idempotent; one that needs an event not yet arrived raises,
+and the bus brings its events back later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from redis.asyncio import Redis
+
+from services.core.bus import Bus, Handler, Topology
+from services.core.db import create_pool
+from services.core.events import (
+    ATTEMPT_SCORED,
+    ATTEMPT_SUBMITTED,
+    PARTICIPANT_REGISTERED,
+    ROUND_CLOSED,
+    ROUND_OPENED,
+    UNITS_CHANGED,
+    Event,
+)
+from services.core.logs import configure_logging
+from services.core.process import stop_on_signals
+from services.scoring import domain, store
+from services.scoring.leaderboards import Leaderboards, placement
+from services.scoring.settings import ScoringSettings
+
+log = logging.getLogger("services.scoring.worker")
+
+# attempt.scored ids derive from the attempt, so even a re-emission carries the same id.
+_SCORED_NAMESPACE = uuid.UUID("5d1c8d0e-3f54-4c0e-9a53-7f1b3a2b6c11")
+
+
+class RoundNotOpened(Exception):
+    """An attempt of a round whose round.opened has not arrived yet: retry later."""
+
+
+class UnknownRound(Exception):
+    """round.closed for a round whose round.opened has not arrived yet: retry later."""
+
+
+# --- event payloads (docs/events.md), validated at the edge ----------------------------
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PrizeIn(_Payload):
+    name: str = Field(min_length=1)
+    count: int = Field(ge=0)
+
+
+class PredictionIn(_Payload):
+    text: str = ""
+    target: domain.PredictionTarget
+
+
+class RoundOpened(_Payload):
+    round_id: UUID
+    contest_id: UUID
+    contest_slug: str = ""
+    contest_title: str
+    round_number: int | None = None
+    round_title: str
+    opens_at: datetime
+    closes_at: datetime
+    question_count: int | None = None
+    time_limit_s: int | None = None
+    grace_s: int | None = None
+    max_attempts: int | None = None
+    tie_break: list[domain.Criterion] = Field(default_factory=lambda: list(domain.DEFAULT_TIE_BREAK))
+    prize_scope: domain.PrizeScope = "round"
+    prizes: list[PrizeIn] = Field(default_factory=list)
+    prediction: PredictionIn | None = None
+    answer_key: dict[str, list[str]]
+
+    @field_validator("answer_key", mode="before")
+    @classmethod
+    def _key_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): [str(o) for o in v] if isinstance(v, list) else v for k, v in value.items()}
+        return value
+
+    def stored(self) -> store.OpenedRound:
+        domain.parse_tie_break(self.tie_break)  # a criterion named twice is refused here, not at the end
+        rules = self.model_dump(
+            mode="json",
+            include={"contest_slug", "round_number", "question_count", "time_limit_s", "grace_s", "max_attempts",
+                     "tie_break", "prize_scope", "prizes", "prediction"},
+        )
+        return store.OpenedRound(
+            self.round_id, self.contest_id, self.contest_title, self.round_title, self.opens_at, self.closes_at,
+            rules, self.answer_key,
+        )
+
+
+class ParticipantRegistered(_Payload):
+    participant_id: UUID
+    full_name: str
+    unit_id: UUID | None = None
+    group: str | None = None
+
+
+class UnitIn(_Payload):
+    id: UUID
+    code: str
+    name: str
+    parent_id: UUID | None = None
+    block: str = ""
+    headcount: int = 0
+
+
+class UnitsChanged(_Payload):
+    units: list[UnitIn]
+
+
+class AttemptSubmitted(_Payload):
+    attempt_id: UUID
+    round_id: UUID
+    participant_id: UUID
+    name: str = ""
+    unit_id: UUID | None = None
+    group: str | None = None
+    attempt_number: int = Field(ge=1)
+    started_at: datetime
+    submitted_at: datetime
+    # At most what a live score can hold (real attempts have 5-35 questions).
+    question_ids: list[str] = Field(max_length=domain.MAX_CORRECT)
+    answers: dict[str, list[str]] = Field(default_factory=dict)
+    prediction: int | None = None
+
+    @field_validator("question_ids", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        # Question ids may be numbers in JSON lists but are always text as object keys.
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("answers", mode="before")
+    @classmethod
+    def _answers_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): [str(o) for o in v] if isinstance(v, list) else v for k, v in value.items()}
+        return value or {}
+
+
+class RoundClosed(_Payload):
+    round_id: UUID
+    closed_at: datetime
+    submitted_count: int = Field(ge=0)
+
+
+def _scored_event(round_id: UUID, result: domain.Result, correlation_id: str) -> Event:
+    return Event(
+        ATTEMPT_SCORED,
+        {
+            "attempt_id": result.attempt_id,
+            "round_id": round_id,
+            "participant_id": result.participant_id,
+            "correct": result.correct,
+            "total": result.total,
+            "duration_ms": result.duration_ms,
+        },
+        id=uuid.uuid5(_SCORED_NAMESPACE, str(result.attempt_id)),
+        correlation_id=correlation_id,
+    )
+
+
+# --- the handlers ----------------------------------------------------------------------
+
+class ScoringConsumer:
+    def __init__(self, pool: asyncpg.Pool, boards: Leaderboards) -> None:
+        self.pool = pool
+        self.boards = boards
+        # Answer keys never change once a round is open; keep them for the process's life.
+        self._keys: dict[UUID, store.AnswerKey] = {}
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            ROUND_OPENED: self.on_round_opened,
+            PARTICIPANT_REGISTERED: self.on_participants_registered,
+            UNITS_CHANGED: self.on_units_changed,
+            ATTEMPT_SUBMITTED: self.on_attempts_submitted,
+            ROUND_CLOSED: self.on_rounds_closed,
+        }
+
+    async def on_round_opened(self, events: list[Event]) -> None:
+        for event in events:
+            opened = RoundOpened.model_validate(event.data).stored()
+            await store.upsert_round(self.pool, opened)
+            self._keys[opened.round_id] = store.AnswerKey(opened.round_id, opened.opens_at, opened.answer_key)
+
+    async def on_participants_registered(self, events: list[Event]) -> None:
+        people = [ParticipantRegistered.model_validate(e.data) for e in events]
+        copies = [store.ParticipantCopy(p.participant_id, p.full_name, p.unit_id, p.group) for p in people]
+        await store.upsert_participants(self.pool, copies, overwrite=True)
+        await self.boards.record(
+            [],
+            names={p.participant_id: p.full_name for p in people},
+            units_of={p.participant_id: p.unit_id for p in people if p.unit_id is not None},
+        )
+
+    async def on_units_changed(self, events: list[Event]) -> None:
+        # Snapshots: only the newest of the batch matters (the store also ignores one
+        # older than what it holds).
+        newest = max(events, key=lambda e: e.occurred_at)
+        snapshot = UnitsChanged.model_validate(newest.data)
+        units = [store.UnitCopy(u.id, u.code, u.name, u.parent_id, u.block, u.headcount) for u in snapshot.units]
+        async with self.pool.acquire() as conn, conn.transaction():
+            applied = await store.replace_units(conn, units, newest.occurred_at)
+        if applied:
+            await self.boards.replace_unit_names({u.id: u.name for u in units})
+
+    async def on_attempts_submitted(self, events: list[Event]) -> None:
+        submitted = [(AttemptSubmitted.model_validate(e.data), e.correlation_id) for e in events]
+        keys = await self._answer_keys({s.round_id for s, _ in submitted})
+        scored: list[tuple[UUID, domain.Result]] = []
+        correlation: dict[UUID, str] = {}
+        for s, cid in submitted:
+            correct, total = domain.score(s.answers, s.question_ids, keys[s.round_id].answers)
+            result = domain.Result(
+                attempt_id=s.attempt_id,
+                participant_id=s.participant_id,
+                attempt_number=s.attempt_number,
+                correct=correct,
+                total=total,
+                duration_ms=domain.duration_ms(s.started_at, s.submitted_at),
+                started_at=s.started_at,
+                submitted_at=s.submitted_at,
+                prediction=s.prediction,
+                unit_id=s.unit_id,
+                group=s.group,
+            )
+            scored.append((s.round_id, result))
+            correlation[s.attempt_id] = cid
+
+        # Names for winners lists even if participant.registered is late; registration's
+        # own event overwrites them when it comes.
+        await store.upsert_participants(
+            self.pool,
+            [store.ParticipantCopy(s.participant_id, s.name, s.unit_id, s.group) for s, _ in submitted],
+            overwrite=False,
+        )
+        async with self.pool.acquire() as conn:
+            await store.insert_results_with_outbox(
+                conn, scored, lambda rid, r: _scored_event(rid, r, correlation[r.attempt_id])
+            )
+            parent_of = await store.unit_parents(conn, list({r.unit_id for _, r in scored if r.unit_id}))
+
+        # Every result of the batch, not only the new ones: if Redis failed after the
+        # commit last time, this retry is what puts them on the board.
+        await self.boards.record(
+            (placement(rid, keys[rid].opens_at, r, parent_of) for rid, r in scored),
+            names={s.participant_id: s.name for s, _ in submitted if s.name},
+            units_of={s.participant_id: s.unit_id for s, _ in submitted if s.unit_id is not None},
+            overwrite=False,
+        )
+        await self.finalise_ready(list(keys))
+
+    async def on_rounds_closed(self, events: list[Event]) -> None:
+        for event in events:
+            closed = RoundClosed.model_validate(event.data)
+            if not await store.close_round(self.pool, closed.round_id, closed.closed_at, closed.submitted_count):
+                raise UnknownRound(f"round {closed.round_id} closed before scoring saw it open")
+            await self.finalise_if_complete(closed.round_id)
+
+    async def _answer_keys(self, round_ids: set[UUID]) -> dict[UUID, store.AnswerKey]:
+        missing = [rid for rid in round_ids if rid not in self._keys]
+        if missing:
+            self._keys.update(await store.answer_keys(self.pool, missing))
+        unknown = [rid for rid in round_ids if rid not in self._keys]
+        if unknown:
+            raise RoundNotOpened(f"no answer key yet for round(s) {', '.join(map(str, unknown))}")
+        return {rid: self._keys[rid] for rid in round_ids}
+
+    # --- finalisation ---------------------------------------------------------------
+
+    async def finalise_ready(self, round_ids: Sequence[UUID]) -> None:
+        for round_id in await store.closed_unfinalised(self.pool, round_ids):
+            await self.finalise_if_complete(round_id)
+
+    async def finalise_if_complete(self, round_id: UUID) -> bool:
+        """Rank the round and fix its winners once it is closed and every attempt quiz
+        counted is scored; True when this call did it. Idempotent: a final round is
+        never ranked again."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            pending = await store.lock_round_to_finalise(conn, round_id)
+            if pending is None or not pending.complete:
+                return False
+            rules = domain.RoundRules.from_mapping(pending.rules)
+            best = await store.best_attempts(conn, round_id)
+            truth = domain.prediction_truth(rules.prediction_target, best)
+            ranking = domain.final_ranking(best, rules.tie_break, truth)
+            ineligible = (
+                await store.contest_winners(conn, pending.contest_id, except_round=round_id)
+                if rules.prize_scope == "contest"
+                else set()
+            )
+            winners = domain.allocate_prizes(ranking, rules.prizes, ineligible)
+            await store.save_final(conn, round_id, truth, winners)
+        log.info(
+            "round finalised",
+            extra={"round_id": str(round_id), "entrants": len(ranking), "winners": len(winners), "truth": truth},
+        )
+        return True
+
+
+# --- composition root ------------------------------------------------------------------
+
+async def main() -> None:
+    settings = ScoringSettings()
+    configure_logging("scoring-worker", settings.log_level)
+    stop = stop_on_signals()
+    pool = await create_pool(settings.database_url, "scoring", min_size=1, max_size=settings.db_pool_max)
+    redis = Redis.from_url(settings.redis_url)
+    bus = Bus(
+        settings.amqp_url,
+        Topology(settings.bus_prefix, "scoring", tuple(settings.bus_retry_delays_s)),
+        prefetch=max(settings.bus_prefetch, settings.scoring_batch_size),
+    )
+    await bus.connect()
+    log.info("scoring worker started", extra={"batch_size": settings.scoring_batch_size})
+    try:
+        await bus.consume(
+            ScoringConsumer(pool, Leaderboards(redis)).handlers(),
+            batch_size=settings.scoring_batch_size,
+            batch_wait_s=settings.scoring_batch_wait_s,
+            stop=stop,
+        )
+    finally:
+        await bus.close()
+        await redis.aclose()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
