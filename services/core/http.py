@@ -20,6 +20,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -235,6 +237,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.CannotConnectNowError)
     @app.exception_handler(asyncpg.TooManyConnectionsError)
     @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
     async def on_unavailable(request: Request, exc: Exception) -> Response:

@@ -34,6 +34,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code"})
+
+
 class Problem(Exception):
     """Raise from a route: `raise Problem(409, "already_submitted", deadline_at=...)`."""
 
@@ -41,6 +44,8 @@ class Problem(Exception):
         self, status: int, code: str, *, detail: str | None = None, headers: dict[str, str] | None = None, **extra: Any
     ) -> None:
         super().__init__(code)
+        if clash := RESERVED_MEMBERS & extra.keys():
+            raise ValueError(f"problem members {sorted(clash)} are set by Problem itself")
         self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers or {}, extra
 
 

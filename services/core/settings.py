@@ -17,7 +17,7 @@ AppEnv = Literal["development", "test", "production"]
 
 
 class CoreSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     app_env: AppEnv = "development"
     log_level: str = "INFO"

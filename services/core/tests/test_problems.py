@@ -1,0 +1,9 @@
+import pytest
+
+from services.core.problems import Problem
+
+
+def test_a_problem_cannot_overwrite_its_own_members() -> None:
+    with pytest.raises(ValueError, match="status"):
+        Problem(409, "round_not_open", status="closed")
+    assert Problem(409, "round_not_open", round_status="closed").extra == {"round_status": "closed"}

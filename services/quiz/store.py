@@ -1,0 +1,504 @@
+"""All of the quiz's persistence: SQL (asyncpg) on the `quiz` schema, the outbox events
+written with the changes they describe, and the autosave copies in Redis.
+
+Redis holds autosaved answers only as a convenience copy (so a participant who reloads
+the page finds their ticks again); it is never the system of record: the answers that
+count are the body of the submit request, stored in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeAlias
+from uuid import UUID
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from services.core import outbox
+from services.core.events import ATTEMPT_SUBMITTED, ROUND_CLOSED, ROUND_OPENED, Event
+from services.quiz import domain
+from services.quiz.domain import Attempt, Contest, Option, Prediction, Prize, Question, QuestionDraft, Round
+
+log = logging.getLogger(__name__)
+
+# Ids in event data are written as strings: asyncpg's UUID type is not one orjson
+# (which encodes the envelope) accepts.
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+class ContestNotFound(LookupError):
+    pass
+
+
+class DuplicateRoundNumber(Exception):
+    pass
+
+
+class QuestionRowsInvalid(Exception):
+    def __init__(self, errors: list[domain.RowError]) -> None:
+        super().__init__(f"{len(errors)} invalid row(s)")
+        self.errors = errors
+
+
+class InvalidAnswers(Exception):
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(f"{len(errors)} invalid answer(s)")
+        self.errors = errors
+
+
+# --- rows → domain --------------------------------------------------------------------
+
+def _contest(row: asyncpg.Record) -> Contest:
+    return Contest(
+        id=row["id"],
+        slug=row["slug"],
+        title=row["title"],
+        rules=row["rules"],
+        tie_break=tuple(row["tie_break"]),
+        prize_scope=row["prize_scope"],
+    )
+
+
+def _round(row: asyncpg.Record) -> Round:
+    prediction = row["prediction"]
+    return Round(
+        id=row["id"],
+        contest_id=row["contest_id"],
+        number=row["number"],
+        title=row["title"],
+        opens_at=row["opens_at"],
+        closes_at=row["closes_at"],
+        question_count=row["question_count"],
+        time_limit_s=row["time_limit_s"],
+        grace_s=row["grace_s"],
+        max_attempts=row["max_attempts"],
+        prediction=Prediction(prediction["text"], prediction["target"]) if prediction else None,
+        prizes=tuple(Prize(p["name"], p["count"]) for p in row["prizes"]),
+        question_ids=tuple(row["question_ids"]) if row["question_ids"] is not None else None,
+        opened_at=row["opened_at"],
+        closed_at=row["closed_at"],
+        finalised_at=row["finalised_at"],
+    )
+
+
+def _question(row: asyncpg.Record) -> Question:
+    return Question(
+        id=row["id"],
+        topic=row["topic"],
+        difficulty=row["difficulty"],
+        text=row["text"],
+        options=tuple(Option(o["id"], o["text"]) for o in row["options"]),
+        correct=tuple(row["correct"]),
+        explanation=row["explanation"],
+    )
+
+
+def _attempt(row: asyncpg.Record) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        round_id=row["round_id"],
+        participant_id=row["participant_id"],
+        participant_name=row["participant_name"],
+        unit_id=row["unit_id"],
+        group=row["group"],
+        attempt_number=row["attempt_number"],
+        seed=row["seed"],
+        question_ids=tuple(row["question_ids"]),
+        started_at=row["started_at"],
+        deadline_at=row["deadline_at"],
+        submitted_at=row["submitted_at"],
+        answers=row["answers"],
+        prediction=row["prediction"],
+    )
+
+
+# --- contests -------------------------------------------------------------------------
+
+async def create_contest(
+    conn: Conn, *, slug: str, title: str, rules: str, tie_break: Sequence[str], prize_scope: str
+) -> UUID | None:
+    """The new contest's id; None when the slug is taken."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "INSERT INTO contests (slug, title, rules, tie_break, prize_scope) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (slug) DO NOTHING RETURNING id",
+        slug, title, rules, list(tie_break), prize_scope,
+    )
+
+
+async def contest_by_slug(conn: Conn, slug: str) -> Contest | None:
+    row = await conn.fetchrow("SELECT * FROM contests WHERE slug = $1", slug)
+    return _contest(row) if row else None
+
+
+async def contests(conn: Conn) -> list[Contest]:
+    return [_contest(row) for row in await conn.fetch("SELECT * FROM contests ORDER BY created_at, slug")]
+
+
+async def rounds_of(conn: Conn, contest_ids: Sequence[UUID]) -> dict[UUID, list[Round]]:
+    found: dict[UUID, list[Round]] = {contest_id: [] for contest_id in contest_ids}
+    rows = await conn.fetch(
+        "SELECT * FROM rounds WHERE contest_id = ANY($1::uuid[]) ORDER BY contest_id, number", list(contest_ids)
+    )
+    for row in rows:
+        found[row["contest_id"]].append(_round(row))
+    return found
+
+
+# --- rounds ---------------------------------------------------------------------------
+
+async def create_round(
+    conn: Conn,
+    contest_id: UUID,
+    *,
+    number: int,
+    title: str,
+    opens_at: datetime,
+    closes_at: datetime,
+    question_count: int,
+    time_limit_s: int,
+    grace_s: int,
+    max_attempts: int | None,
+    prediction: Prediction | None,
+    prizes: Sequence[Prize],
+) -> UUID:
+    try:
+        round_id = await conn.fetchval(
+            "INSERT INTO rounds (contest_id, number, title, opens_at, closes_at, question_count, time_limit_s,"
+            " grace_s, max_attempts, prediction, prizes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " ON CONFLICT (contest_id, number) DO NOTHING RETURNING id",
+            contest_id, number, title, opens_at, closes_at, question_count, time_limit_s, grace_s, max_attempts,
+            {"text": prediction.text, "target": prediction.target} if prediction else None,
+            [{"name": p.name, "count": p.count} for p in prizes],
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise ContestNotFound(contest_id) from None
+    if round_id is None:
+        raise DuplicateRoundNumber(number)
+    return round_id  # type: ignore[no-any-return]
+
+
+async def round_by_id(conn: Conn, round_id: UUID) -> Round | None:
+    row = await conn.fetchrow("SELECT * FROM rounds WHERE id = $1", round_id)
+    return _round(row) if row else None
+
+
+async def close_round(conn: Conn, round_id: UUID) -> Round | None:
+    """Stop the round taking new attempts now (idempotent: the first close time stays)."""
+    row = await conn.fetchrow(
+        "UPDATE rounds SET closed_at = CASE WHEN closed_at IS NULL AND finalised_at IS NULL THEN now()"
+        " ELSE closed_at END WHERE id = $1 RETURNING *",
+        round_id,
+    )
+    return _round(row) if row else None
+
+
+async def rounds_due_to_open(conn: Conn, now: datetime) -> list[UUID]:
+    # A round closed before it ever opened is opened (and then finalised) all the same,
+    # so that scoring sees round.opened and round.closed for every round.
+    rows = await conn.fetch(
+        "SELECT id FROM rounds WHERE opened_at IS NULL AND (opens_at <= $1 OR closed_at IS NOT NULL)", now
+    )
+    return [row["id"] for row in rows]
+
+
+async def open_round(pool: asyncpg.Pool, round_id: UUID, now: datetime) -> bool:
+    """Snapshot the contest's bank into the round and emit round.opened with the answer
+    key, in one transaction. The `opened_at IS NULL` guard makes exactly one caller win
+    (the clock or a participant's start, whichever comes first); False for the others."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """
+            UPDATE rounds AS r
+            SET opened_at = now(),
+                question_ids = coalesce(
+                    (SELECT array_agg(q.id ORDER BY q.id) FROM questions AS q WHERE q.contest_id = r.contest_id),
+                    '{}')
+            FROM contests AS c
+            WHERE r.id = $1 AND c.id = r.contest_id AND r.opened_at IS NULL
+              AND (r.opens_at <= $2 OR r.closed_at IS NOT NULL)
+            RETURNING r.*, c.slug AS contest_slug, c.title AS contest_title, c.tie_break, c.prize_scope
+            """,
+            round_id, now,
+        )
+        if row is None:
+            return False
+        round_ = _round(row)
+        keys = await conn.fetch(
+            "SELECT id, correct FROM questions WHERE id = ANY($1::uuid[])", list(round_.question_ids or ())
+        )
+        await outbox.add_events(conn, [Event(ROUND_OPENED, {
+            "round_id": str(round_.id),
+            "contest_id": str(round_.contest_id),
+            "contest_slug": row["contest_slug"],
+            "contest_title": row["contest_title"],
+            "round_number": round_.number,
+            "round_title": round_.title,
+            "opens_at": round_.opens_at,
+            "closes_at": round_.closes_at,
+            "question_count": round_.question_count,
+            "time_limit_s": round_.time_limit_s,
+            "grace_s": round_.grace_s,
+            "max_attempts": round_.max_attempts,
+            "tie_break": row["tie_break"],
+            "prize_scope": row["prize_scope"],
+            "prizes": row["prizes"],
+            "prediction": row["prediction"],
+            "answer_key": {str(k["id"]): sorted(k["correct"]) for k in keys},
+        })])
+    log.info("round opened", extra={"round_id": str(round_id), "questions": len(round_.question_ids or ())})
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ClosingRound:
+    round: Round
+    last_unsubmitted_deadline: datetime | None
+
+
+async def rounds_closing(conn: Conn) -> tuple[datetime, list[ClosingRound]]:
+    """The database's clock and the rounds that are opened, past their close and not
+    final yet, each with the latest deadline among its attempts not submitted."""
+    rows = await conn.fetch(
+        """
+        SELECT r.*, clock_timestamp() AS db_now,
+               (SELECT max(a.deadline_at) FROM attempts AS a
+                WHERE a.round_id = r.id AND a.submitted_at IS NULL) AS last_unsubmitted_deadline
+        FROM rounds AS r
+        WHERE r.opened_at IS NOT NULL AND r.finalised_at IS NULL
+          AND (r.closed_at IS NOT NULL OR r.closes_at <= clock_timestamp())
+        """
+    )
+    now = rows[0]["db_now"] if rows else await conn.fetchval("SELECT clock_timestamp()")
+    return now, [ClosingRound(_round(row), row["last_unsubmitted_deadline"]) for row in rows]
+
+
+async def finalise_round(pool: asyncpg.Pool, round_id: UUID, in_flight_margin_s: int) -> int | None:
+    """Mark the round final and emit round.closed with its number of submissions, once.
+    None when it is not ready (or already final).
+
+    A submit may have run its UPDATE but not committed yet. Rewriting every attempt
+    not submitted (a no-op change) waits for such transactions, so the count below
+    includes them; and a submit that arrives while we hold those rows re-checks its
+    WHERE on the new row version, where `clock_timestamp()` is by then past its
+    deadline + grace + margin, so it is refused rather than accepted after the count.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT * FROM rounds WHERE id = $1 AND finalised_at IS NULL FOR NO KEY UPDATE", round_id
+        )
+        if row is None:
+            return None
+        round_ = _round(row)
+        deadlines = await hold_unsubmitted_attempts(conn, round_id)
+        now = await conn.fetchval("SELECT clock_timestamp()")
+        if not domain.is_round_final_ready(round_, deadlines, now, in_flight_margin_s):
+            return None  # the rollback undoes the rewrite
+        submitted_count = await conn.fetchval(
+            "SELECT count(*) FROM attempts WHERE round_id = $1 AND submitted_at IS NOT NULL", round_id
+        )
+        await conn.execute("UPDATE rounds SET finalised_at = now() WHERE id = $1", round_id)
+        await outbox.add_events(conn, [Event(ROUND_CLOSED, {
+            "round_id": str(round_id),
+            "closed_at": domain.effective_close(round_),
+            "submitted_count": submitted_count,
+        })])
+    log.info("round finalised", extra={"round_id": str(round_id), "submitted_count": submitted_count})
+    return int(submitted_count)
+
+
+async def hold_unsubmitted_attempts(conn: asyncpg.Connection, round_id: UUID) -> list[datetime]:
+    """Inside a transaction: rewrite (unchanged) the round's attempts not submitted, so
+    in-flight submits finish first and later ones re-check their WHERE; their deadlines."""
+    rows = await conn.fetch(
+        "UPDATE attempts SET deadline_at = deadline_at WHERE round_id = $1 AND submitted_at IS NULL"
+        " RETURNING deadline_at",
+        round_id,
+    )
+    return [row["deadline_at"] for row in rows]
+
+
+# --- the question bank ----------------------------------------------------------------
+
+async def import_questions(pool: asyncpg.Pool, contest_id: UUID, table: Sequence[Sequence[str]]) -> int:
+    """Validate every row against the file and the contest's bank and store them all,
+    or none (QuestionRowsInvalid with every error)."""
+    async with pool.acquire() as conn, conn.transaction():
+        # Serialises imports into one contest, so two files cannot both add a question.
+        if await conn.fetchval("SELECT id FROM contests WHERE id = $1 FOR UPDATE", contest_id) is None:
+            raise ContestNotFound(contest_id)
+        existing = [r["text"] for r in await conn.fetch("SELECT text FROM questions WHERE contest_id = $1", contest_id)]
+        drafts, errors = domain.validate_question_rows(table, existing)
+        if errors:
+            raise QuestionRowsInvalid(errors)
+        await _insert_questions(conn, contest_id, drafts)
+    return len(drafts)
+
+
+async def _insert_questions(conn: asyncpg.Connection, contest_id: UUID, drafts: Sequence[QuestionDraft]) -> None:
+    await conn.executemany(
+        "INSERT INTO questions (contest_id, topic, difficulty, text, options, correct, explanation)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            (contest_id, d.topic, d.difficulty, d.text, [{"id": o.id, "text": o.text} for o in d.options],
+             list(d.correct), d.explanation)
+            for d in drafts
+        ],
+    )
+
+
+async def question_count(conn: Conn, contest_id: UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM questions WHERE contest_id = $1", contest_id))
+
+
+class RoundQuestions:
+    """The questions of each opened round, kept in process memory: a round's snapshot
+    never changes once it opened, so starting an attempt costs no question query."""
+
+    def __init__(self, max_rounds: int = 64) -> None:
+        self._by_round: OrderedDict[UUID, dict[UUID, Question]] = OrderedDict()
+        self._max_rounds = max_rounds
+
+    async def of_round(self, conn: Conn, round_id: UUID) -> Mapping[UUID, Question]:
+        questions = self._by_round.get(round_id)
+        if questions is None:
+            rows = await conn.fetch(
+                "SELECT q.* FROM rounds AS r JOIN questions AS q ON q.id = ANY(r.question_ids)"
+                " WHERE r.id = $1 AND r.opened_at IS NOT NULL",
+                round_id,
+            )
+            questions = {row["id"]: _question(row) for row in rows}
+            if not rows:
+                return questions  # not opened yet: nothing to remember
+            self._by_round[round_id] = questions
+            while len(self._by_round) > self._max_rounds:
+                self._by_round.popitem(last=False)
+        return questions
+
+
+# --- attempts -------------------------------------------------------------------------
+
+async def attempts_of(conn: Conn, round_id: UUID, participant_id: UUID) -> list[Attempt]:
+    """The participant's attempts in the round, the latest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM attempts WHERE round_id = $1 AND participant_id = $2 ORDER BY attempt_number DESC",
+        round_id, participant_id,
+    )
+    return [_attempt(row) for row in rows]
+
+
+async def insert_attempt(conn: Conn, attempt: Attempt) -> bool:
+    """False when the participant's attempt of that number exists already: a
+    simultaneous start took it (the UNIQUE constraint is the race guard)."""
+    try:
+        await conn.execute(
+            "INSERT INTO attempts (id, round_id, participant_id, participant_name, unit_id, \"group\","
+            " attempt_number, seed, question_ids, started_at, deadline_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            attempt.id, attempt.round_id, attempt.participant_id, attempt.participant_name, attempt.unit_id,
+            attempt.group, attempt.attempt_number, attempt.seed, list(attempt.question_ids), attempt.started_at,
+            attempt.deadline_at,
+        )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
+
+
+async def attempt_with_round(conn: Conn, attempt_id: UUID, participant_id: UUID) -> tuple[Attempt, Round] | None:
+    """The participant's own attempt and its round; None for anyone else's."""
+    row = await conn.fetchrow(
+        "SELECT a.*, r AS round FROM attempts AS a JOIN rounds AS r ON r.id = a.round_id"
+        " WHERE a.id = $1 AND a.participant_id = $2",
+        attempt_id, participant_id,
+    )
+    return (_attempt(row), _round(row["round"])) if row else None
+
+
+async def submit_with_outbox(
+    pool: asyncpg.Pool,
+    questions: RoundQuestions,
+    *,
+    attempt_id: UUID,
+    participant_id: UUID,
+    arrived_at: datetime,
+    answers: Mapping[UUID, Sequence[str]],
+    prediction: int | None,
+    in_flight_margin_s: int,
+) -> Attempt | None:
+    """THE hot path. One statement checks and claims the attempt (owner, not submitted,
+    arrived by deadline + grace, prediction given where asked, round not final), so of
+    two simultaneous submits exactly one wins; the event goes in with it. None when the
+    statement matched nothing (the caller finds out why, off the hot path)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """
+            UPDATE attempts AS a
+            SET submitted_at = $3, answers = $4,
+                prediction = CASE WHEN r.prediction IS NULL THEN NULL ELSE $5::bigint END
+            FROM rounds AS r
+            WHERE a.id = $1 AND a.participant_id = $2 AND a.submitted_at IS NULL
+              AND r.id = a.round_id AND r.finalised_at IS NULL
+              AND $3 <= a.deadline_at + make_interval(secs => r.grace_s)
+              AND clock_timestamp() <= a.deadline_at + make_interval(secs => r.grace_s + $6)
+              AND (r.prediction IS NULL OR $5::bigint IS NOT NULL)
+            RETURNING a.*
+            """,
+            attempt_id, participant_id, arrived_at, domain.normalised_answers(answers), prediction,
+            in_flight_margin_s,
+        )
+        if row is None:
+            return None
+        attempt = _attempt(row)
+        bank = await questions.of_round(conn, attempt.round_id)
+        errors = domain.answer_errors(answers, set(attempt.question_ids), bank)
+        if errors:
+            raise InvalidAnswers(errors)  # rolls the claim back
+        await outbox.add_events(conn, [Event(ATTEMPT_SUBMITTED, {
+            "attempt_id": str(attempt.id),
+            "round_id": str(attempt.round_id),
+            "participant_id": str(attempt.participant_id),
+            "name": attempt.participant_name,
+            "unit_id": str(attempt.unit_id) if attempt.unit_id else None,
+            "group": attempt.group,
+            "attempt_number": attempt.attempt_number,
+            "started_at": attempt.started_at,
+            "submitted_at": attempt.submitted_at,
+            "question_ids": [str(q) for q in attempt.question_ids],
+            "answers": attempt.answers,
+            "prediction": attempt.prediction,
+        })])
+    return attempt
+
+
+# --- autosave (Redis, a convenience copy) ---------------------------------------------
+
+def _autosave_key(attempt_id: UUID) -> str:
+    return f"quiz:autosave:{attempt_id}"
+
+
+async def save_answers(
+    redis: Redis, attempt_id: UUID, answers: Mapping[UUID, Sequence[str]], saved_at: datetime, expire_at: datetime
+) -> None:
+    key = _autosave_key(attempt_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={
+            "answers": orjson.dumps(domain.normalised_answers(answers)),
+            "saved_at": saved_at.isoformat(),
+        })
+        pipe.expireat(key, expire_at)
+        await pipe.execute()
+
+
+async def saved_answers(redis: Redis, attempt_id: UUID) -> dict[str, list[str]]:
+    raw = await redis.hget(_autosave_key(attempt_id), "answers")
+    return orjson.loads(raw) if raw else {}
+
+
+async def forget_answers(redis: Redis, attempt_id: UUID) -> None:
+    await redis.delete(_autosave_key(attempt_id))

@@ -1,0 +1,327 @@
+"""The pure rules, exhaustively: statuses over every ordering of times, the submit
+boundary to the microsecond, the replayable draw, and question-bank validation."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import openpyxl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.quiz import domain
+from services.quiz.domain import Attempt, Option, Question, Round
+
+T0 = datetime(2025, 3, 3, 3, 0, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+
+def make_round(**fields: object) -> Round:
+    values: dict[str, object] = {
+        "id": uuid.uuid4(), "contest_id": uuid.uuid4(), "number": 1, "title": "Tuần 1",
+        "opens_at": T0, "closes_at": T0 + timedelta(days=7), "question_count": 20, "time_limit_s": 900,
+        "grace_s": 30, "max_attempts": 3,
+    }
+    values.update(fields)
+    return Round(**values)  # type: ignore[arg-type]
+
+
+def make_attempt(started_at: datetime = T0, time_limit_s: int = 900, **fields: object) -> Attempt:
+    values: dict[str, object] = {
+        "id": uuid.uuid4(), "round_id": uuid.uuid4(), "participant_id": uuid.uuid4(), "participant_name": "An",
+        "unit_id": None, "group": None, "attempt_number": 1, "seed": 42, "question_ids": (),
+        "started_at": started_at, "deadline_at": domain.deadline(started_at, time_limit_s),
+    }
+    values.update(fields)
+    return Attempt(**values)  # type: ignore[arg-type]
+
+
+# --- round status ------------------------------------------------------------------------
+
+STATUS_ORDER = {"scheduled": 0, "open": 1, "closed": 2, "final": 3}
+offsets = st.integers(min_value=-10_000, max_value=10_000).map(lambda s: T0 + timedelta(seconds=s))
+
+
+@given(
+    opens=offsets,
+    length=st.integers(min_value=1, max_value=5_000),
+    closed=st.none() | offsets,
+    finalised=st.none() | offsets,
+    moments=st.lists(offsets, min_size=2, max_size=6),
+)
+def test_round_status_follows_the_times_and_never_goes_back(
+    opens: datetime, length: int, closed: datetime | None, finalised: datetime | None, moments: list[datetime]
+) -> None:
+    round_ = make_round(opens_at=opens, closes_at=opens + timedelta(seconds=length), closed_at=closed,
+                        finalised_at=finalised)
+    seen = [domain.round_status(round_, now) for now in sorted(moments)]
+    assert [STATUS_ORDER[s] for s in seen] == sorted(STATUS_ORDER[s] for s in seen)
+    for now, status in zip(sorted(moments), seen, strict=True):
+        assert (status == "final") == (finalised is not None)
+        if status == "open":
+            assert opens <= now < round_.closes_at and (closed is None or closed > now)
+            assert domain.accepts_start(round_, now)
+        else:
+            assert not domain.accepts_start(round_, now)
+        if status == "scheduled":
+            assert now < opens
+
+
+def test_round_status_at_each_boundary() -> None:
+    round_ = make_round()
+    assert domain.round_status(round_, T0 - US) == "scheduled"
+    assert domain.round_status(round_, T0) == "open"
+    assert domain.round_status(round_, round_.closes_at - US) == "open"
+    assert domain.round_status(round_, round_.closes_at) == "closed"
+    closed_early = make_round(closed_at=T0 + timedelta(hours=1))
+    assert domain.round_status(closed_early, T0 + timedelta(hours=1) - US) == "open"
+    assert domain.round_status(closed_early, T0 + timedelta(hours=1)) == "closed"
+    assert domain.effective_close(closed_early) == T0 + timedelta(hours=1)
+    # Closing a round that has not opened cancels it rather than letting it open later.
+    cancelled = make_round(closed_at=T0 - timedelta(days=1))
+    assert domain.round_status(cancelled, T0 + timedelta(hours=1)) == "closed"
+    assert domain.round_status(make_round(finalised_at=T0), T0 - timedelta(days=9)) == "final"
+
+
+def test_attempts_left() -> None:
+    assert domain.has_attempts_left(make_round(max_attempts=None), 10_000)
+    assert domain.has_attempts_left(make_round(max_attempts=3), 2)
+    assert not domain.has_attempts_left(make_round(max_attempts=3), 3)
+
+
+# --- deadlines -----------------------------------------------------------------------------
+
+@given(
+    time_limit_s=st.integers(min_value=60, max_value=7200),
+    grace_s=st.integers(min_value=0, max_value=600),
+    started_us=st.integers(min_value=0, max_value=10**12),
+)
+def test_submit_is_accepted_up_to_deadline_plus_grace_inclusive(
+    time_limit_s: int, grace_s: int, started_us: int
+) -> None:
+    started = T0 + timedelta(microseconds=started_us)
+    attempt = make_attempt(started, time_limit_s)
+    last = started + timedelta(seconds=time_limit_s + grace_s)
+    assert domain.accepts_submit(started, attempt, grace_s)
+    assert domain.accepts_submit(last, attempt, grace_s)
+    assert not domain.accepts_submit(last + US, attempt, grace_s)
+    assert domain.attempt_status(attempt, grace_s, last) == "running"
+    assert domain.attempt_status(attempt, grace_s, last + US) == "expired"
+
+
+def test_submitted_attempt_is_never_running_and_running_one_is_found() -> None:
+    done = make_attempt(submitted_at=T0 + timedelta(minutes=5), attempt_number=2)
+    live = make_attempt(attempt_number=1)
+    assert domain.attempt_status(done, 30, T0) == "submitted"
+    assert domain.running_attempt([done, live], 30, T0 + timedelta(minutes=1)) == live
+    assert domain.running_attempt([done, live], 30, T0 + timedelta(minutes=16)) is None
+
+
+def test_round_is_final_ready_only_when_closed_opened_and_nothing_can_still_arrive() -> None:
+    closes = T0 + timedelta(days=7)
+    opened = make_round(opened_at=T0)
+    assert not domain.is_round_final_ready(opened, [], closes - US)
+    assert domain.is_round_final_ready(opened, [], closes)
+    assert not domain.is_round_final_ready(make_round(), [], closes), "never opened"
+    assert not domain.is_round_final_ready(make_round(opened_at=T0, finalised_at=closes), [], closes)
+    last_deadline = closes + timedelta(minutes=10)
+    cutoff = last_deadline + timedelta(seconds=30)
+    assert not domain.is_round_final_ready(opened, [T0, last_deadline], cutoff)
+    assert domain.is_round_final_ready(opened, [T0, last_deadline], cutoff + US)
+    # The in-flight margin applies to the close and to every cutoff.
+    assert not domain.is_round_final_ready(opened, [last_deadline], cutoff + timedelta(seconds=60), 60)
+    assert domain.is_round_final_ready(opened, [last_deadline], cutoff + timedelta(seconds=60) + US, 60)
+    assert not domain.is_round_final_ready(opened, [], closes + timedelta(seconds=59), 60)
+    early = make_round(opened_at=T0, closed_at=T0 + timedelta(hours=2))
+    assert domain.is_round_final_ready(early, [], T0 + timedelta(hours=2))
+
+
+# --- the draw ------------------------------------------------------------------------------
+
+pools = st.lists(st.uuids(), min_size=0, max_size=60, unique=True)
+
+
+@given(pool=pools, count=st.integers(min_value=0, max_value=80), seed=st.integers(min_value=0, max_value=2**63 - 1))
+def test_draw_is_replayable_and_takes_distinct_questions_of_the_pool(
+    pool: list[uuid.UUID], count: int, seed: int
+) -> None:
+    drawn = domain.draw_questions(pool, count, seed)
+    assert drawn == domain.draw_questions(list(pool), count, seed)
+    assert len(drawn) == min(count, len(pool))
+    assert len(set(drawn)) == len(drawn)
+    assert set(drawn) <= set(pool)
+
+
+def test_draw_depends_on_the_seed() -> None:
+    pool = [uuid.UUID(int=i) for i in range(78)]
+    draws = {tuple(domain.draw_questions(pool, 20, seed)) for seed in range(50)}
+    assert len(draws) == 50
+
+
+def test_draw_refuses_a_negative_count() -> None:
+    with pytest.raises(ValueError):
+        domain.draw_questions([uuid.uuid4()], -1, 1)
+
+
+@given(
+    letters=st.integers(min_value=2, max_value=6),
+    seed=st.integers(min_value=0, max_value=2**63 - 1),
+    question_id=st.uuids(),
+)
+def test_shuffled_options_are_a_replayable_permutation(letters: int, seed: int, question_id: uuid.UUID) -> None:
+    question = Question(question_id, "t", 1, "Câu?", tuple(Option(c, f"Phương án {c}") for c in "ABCDEF"[:letters]),
+                        ("A",))
+    shown = domain.shuffled_options(question, seed)
+    assert sorted(shown, key=lambda o: o.id) == list(question.options)
+    assert shown == domain.shuffled_options(question, seed)
+
+
+def test_option_order_varies_between_attempts() -> None:
+    question = Question(uuid.uuid4(), "t", 1, "Câu?", tuple(Option(c, c) for c in "ABCD"), ("A",))
+    orders = {tuple(o.id for o in domain.shuffled_options(question, seed)) for seed in range(200)}
+    assert len(orders) == 24  # every permutation of four options turns up
+
+
+# --- answers -------------------------------------------------------------------------------
+
+def test_answer_errors_name_unknown_questions_and_options() -> None:
+    q = Question(uuid.uuid4(), "t", 1, "Câu?", (Option("A", "a"), Option("B", "b"), Option("C", "c")), ("A",))
+    other = uuid.uuid4()
+    bank = {q.id: q}
+    assert domain.answer_errors({q.id: ["A", "C"]}, {q.id}, bank) == []
+    errors = domain.answer_errors({q.id: ["D"], other: ["A"]}, {q.id}, bank)
+    assert {e["field"] for e in errors} == {f"answers.{q.id}", f"answers.{other}"}
+    assert domain.normalised_answers({q.id: ["C", "A", "C"]}) == {str(q.id): ["A", "C"]}
+
+
+# --- contest settings ----------------------------------------------------------------------
+
+def test_tie_break_must_be_known_criteria_without_repeats() -> None:
+    assert domain.validate_tie_break(["correct", "duration", "prediction_error"]) == (
+        "correct", "duration", "prediction_error")
+    for permutation in itertools.permutations(domain.TIE_BREAK_CRITERIA, 3):
+        assert domain.validate_tie_break(list(permutation)) == permutation
+    for bad in ([], ["correct", "correct"], ["correct", "speed"]):
+        with pytest.raises(ValueError):
+            domain.validate_tie_break(bad)
+    assert domain.DEFAULT_TIE_BREAK == ("correct", "prediction_error", "duration", "submitted_at")
+
+
+def test_prize_scope() -> None:
+    assert domain.validate_prize_scope("contest") == "contest"
+    with pytest.raises(ValueError):
+        domain.validate_prize_scope("unit")
+
+
+# --- question bank files -------------------------------------------------------------------
+
+HEADER = ["topic", "difficulty", "question", "option_a", "option_b", "option_c", "option_d", "correct", "explanation"]
+
+
+def row(question: str, correct: str = "B", difficulty: str = "1", options: tuple[str, ...] = ("a", "b", "c", "d"),
+        topic: str = "do_thi") -> list[str]:
+    return [topic, difficulty, question, *options, correct, "Vì thế."]
+
+
+@pytest.mark.parametrize(("value", "letters"), [
+    ("B", ("B",)), (" b ", ("B",)), ("A,C", ("A", "C")), ("c, a", ("A", "C")), ("A;C", ("A", "C")),
+    ("A C", ("A", "C")), ("A,A", ("A",)), ("", None), ("AC", None), ("G", None), ("1", None),
+])
+def test_parse_correct_is_tolerant_of_case_and_spaces(value: str, letters: tuple[str, ...] | None) -> None:
+    assert domain.parse_correct(value) == letters
+
+
+def test_valid_rows_become_drafts() -> None:
+    drafts, errors = domain.validate_question_rows(
+        [HEADER, row("Câu một?"), ["", "", "", "", "", "", "", "", ""], row("Câu  hai?", correct="a, d", difficulty="3",
+                                                                         options=("a", "b", "", "d"))],
+        existing_texts=[],
+    )
+    assert errors == []
+    assert [d.text for d in drafts] == ["Câu một?", "Câu hai?"]
+    assert drafts[1].correct == ("A", "D") and [o.id for o in drafts[1].options] == ["A", "B", "D"]
+    assert drafts[1].difficulty == 3
+
+
+def test_every_bad_row_is_reported_at_once_with_its_row_number() -> None:
+    table = [
+        HEADER,
+        row("Câu tốt?"),                                              # 2: fine
+        row("Chỉ một phương án?", correct="A", options=("a", "", "", "")),  # 3: fewer than 2 options
+        row("Đáp án trỏ vào ô trống?", correct="C", options=("a", "b", "", "d")),  # 4: correct names an empty option
+        row("Đáp án ngoài bảng?", correct="E"),                       # 5: no option E
+        row("câu   TỐT?"),                                            # 6: duplicate of row 2 (case/space)
+        row("Độ khó sai?", difficulty="4"),                           # 7
+        row("Độ khó chữ?", difficulty="khó"),                         # 8
+        row("Đã có trong ngân hàng?"),                                # 9: already in the contest
+        row("", correct="X", topic=""),                               # 10: several errors in one row
+    ]
+    drafts, errors = domain.validate_question_rows(table, existing_texts=["Đã có trong  ngân hàng?"])
+    found = {(e.row, e.field) for e in errors}
+    assert found == {
+        (3, "option_b"),
+        (4, "correct"),
+        (5, "correct"),
+        (6, "question"),
+        (7, "difficulty"),
+        (8, "difficulty"),
+        (9, "question"),
+        (10, "topic"), (10, "question"), (10, "correct"),
+    }
+    assert "dòng 2" in next(e.message for e in errors if e.row == 6)
+    assert all(e.message for e in errors)
+    assert [d.text for d in drafts] == ["Câu tốt?"]
+
+
+def test_missing_columns_are_reported_on_the_header_row() -> None:
+    _, errors = domain.validate_question_rows([["topic", "question", "option_a"], ["x", "y", "z"]], [])
+    assert {(e.row, e.field) for e in errors} == {
+        (1, "difficulty"), (1, "option_b"), (1, "option_c"), (1, "option_d"), (1, "correct"), (1, "explanation")}
+    _, errors = domain.validate_question_rows([], [])
+    assert [e.row for e in errors] == [1]
+    _, errors = domain.validate_question_rows([HEADER], [])
+    assert [(e.row, e.field) for e in errors] == [(2, "question")]
+
+
+def test_optional_fifth_and_sixth_options() -> None:
+    header = [*HEADER[:7], "option_e", "option_f", "correct", "explanation"]
+    drafts, errors = domain.validate_question_rows(
+        [header, ["t", "2", "Sáu phương án?", "a", "b", "c", "d", "e", "f", "F", ""]], [])
+    assert errors == [] and drafts[0].correct == ("F",) and len(drafts[0].options) == 6
+
+
+def test_duplicate_options_in_a_row_are_an_error() -> None:
+    _, errors = domain.validate_question_rows([HEADER, row("Trùng?", options=("Có", "có", "c", "d"))], [])
+    assert [(e.row, e.field) for e in errors] == [(2, "option_b")]
+
+
+def test_read_table_csv_with_bom_and_semicolons() -> None:
+    content = "\ufefftopic;question\nđô thị;Câu hỏi có dấu phẩy, đúng không?\n".encode()
+    assert domain.read_table(content) == [["topic", "question"], ["đô thị", "Câu hỏi có dấu phẩy, đúng không?"]]
+    assert domain.read_table(b"a,b\n1,2\n") == [["a", "b"], ["1", "2"]]
+
+
+def test_read_table_xlsx() -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER)
+    sheet.append(["do_thi", 2, "Câu hỏi Excel?", "a", "b", "c", "d", "B", None])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    table = domain.read_table(buffer.getvalue())
+    drafts, errors = domain.validate_question_rows(table, [])
+    assert errors == [] and drafts[0].difficulty == 2 and drafts[0].explanation == ""
+
+
+@pytest.mark.parametrize("content", [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "tiếng Việt".encode("utf-16"),
+    b"PK\x03\x04not really a workbook",
+])
+def test_read_table_refuses_other_content(content: bytes) -> None:
+    with pytest.raises(domain.UnsupportedFile):
+        domain.read_table(content)
