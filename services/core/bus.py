@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
-from services.core.events import Event, MalformedEvent
+from services.core.events import SUBSCRIPTIONS, Event, MalformedEvent
 from services.core.logs import correlation_id
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,15 @@ class Bus:
         await self.publish_raw(event.type, event.to_json())
 
     async def declare_consumer_queues(self, event_types: Sequence[str]) -> aio_pika.abc.AbstractQueue:
-        t = self.topology
+        return await self._declare_queues(self.topology, event_types)
+
+    async def declare_subscriptions(self) -> None:
+        """Declare every consuming service's queues and bindings (SUBSCRIPTIONS)."""
+        for service, event_types in SUBSCRIPTIONS.items():
+            consumer = Topology(self.topology.prefix, service, self.topology.retry_delays_s)
+            await self._declare_queues(consumer, event_types)
+
+    async def _declare_queues(self, t: Topology, event_types: Sequence[str]) -> aio_pika.abc.AbstractQueue:
         queue = await self.channel.declare_queue(t.queue, durable=True, arguments={"x-queue-type": "quorum"})
         for event_type in event_types:
             await queue.bind(self.exchange, routing_key=event_type)

@@ -26,6 +26,16 @@ WINNERS_ANNOUNCED = "winners.announced"
 PARTICIPATION_NUDGE = "participation.nudge"
 
 
+# Which service's queue is bound to which events (DESIGN.md "Services"). Publishers
+# declare these queues before their first publish, so an event emitted before its
+# consumer ever started waits in the consumer's queue instead of being dropped as
+# unroutable. Each worker's handlers must match its row (a test checks this).
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "scoring": (ROUND_OPENED, ATTEMPT_SUBMITTED, PARTICIPANT_REGISTERED, UNITS_CHANGED, ROUND_CLOSED),
+    "notify": (PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED),
+}
+
+
 class MalformedEvent(ValueError):
     """A message that is not a valid envelope; it can never succeed, so it goes to `.dead`."""
 

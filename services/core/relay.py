@@ -67,6 +67,7 @@ async def _main(service: str) -> None:
     pool = await create_pool(settings.database_url, service, min_size=1, max_size=2)
     bus = Bus(settings.amqp_url, Topology(settings.bus_prefix, service, tuple(settings.bus_retry_delays_s)))
     await bus.connect()
+    await bus.declare_subscriptions()
     log.info("outbox relay started")
     try:
         await OutboxRelay(pool, bus).run(stop)

@@ -160,3 +160,19 @@ async def test_rolled_back_transaction_leaves_no_event(service_pool) -> None:
         except RuntimeError:
             pass
     assert await outbox.count_pending(pool) == 0
+
+
+async def test_events_published_before_any_consumer_started_wait_for_it(bus_factory) -> None:
+    publisher = await bus_factory("core_f")
+    await publisher.declare_subscriptions()
+    event = Event("winners.announced", {"round_id": "r1"})
+    await publisher.publish(event)
+    try:
+        queue = await publisher.channel.declare_queue(f"{publisher.topology.prefix}notify", passive=True)
+        waiting = await queue.get(timeout=5)
+        assert Event.from_json(waiting.body) == event
+        await waiting.ack()
+    finally:
+        for service in ("scoring", "notify"):
+            for suffix in ("", ".dead", *(f".retry.{d}s" for d in publisher.topology.retry_delays_s)):
+                await publisher.channel.queue_delete(f"{publisher.topology.prefix}{service}{suffix}")

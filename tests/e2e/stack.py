@@ -1,0 +1,199 @@
+"""The whole Hoithi stack started the way `make run` starts it (the Procfile under
+honcho, nginx in front), but on free ports, its own database, Redis database and bus
+prefix, so it never disturbs a stack a developer has running. Bounded in time: every
+wait has a deadline and the stack is stopped when the tests end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import asyncpg
+import httpx
+from aiosmtpd.controller import Controller
+from redis import Redis
+
+from services.core.auth import generate_keypair
+from services.core.bus import Bus, Topology
+from services.core.db import create_database_if_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+SERVICES = ("registration", "quiz", "scoring", "notify")
+# Everything in the Procfile but the development mail server: the test runs its own.
+PROCESSES = (
+    "gateway", *SERVICES, "quiz-clock", "scoring-worker", "notify-worker",
+    "relay-registration", "relay-quiz", "relay-scoring",
+)
+E2E_DATABASE_URL = os.environ.get("E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hoithi_e2e")
+E2E_REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/10")
+AMQP_URL = os.environ.get("E2E_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MailBox:
+    """aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@dataclass
+class Stack:
+    base_url: str
+    mailbox: MailBox
+    workdir: Path
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    smtp: Controller | None = None
+    bus_prefix: str = field(default="")
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    subprocess.run(args, cwd=ROOT, env=env, check=True, timeout=120, capture_output=True)
+
+
+async def _reset_database() -> None:
+    await create_database_if_missing(E2E_DATABASE_URL)
+    conn = await asyncpg.connect(E2E_DATABASE_URL)
+    try:
+        for schema in SERVICES:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def _delete_queues(prefix: str) -> None:
+    bus = Bus(AMQP_URL, Topology(prefix, "e2e-cleanup", ()))
+    await bus.connect(give_up_after_s=5)
+    try:
+        for service in SERVICES:
+            for suffix in ("", ".dead", *(f".retry.{d}s" for d in (1, 2))):
+                try:
+                    await bus.channel.queue_delete(f"{prefix}{service}{suffix}")
+                except Exception:  # noqa: BLE001 - not every service has every queue
+                    await bus.close()
+                    await bus.connect(give_up_after_s=5)
+        await bus.channel.exchange_delete(bus.topology.exchange)
+    finally:
+        await bus.close()
+
+
+def start_stack(workdir: Path, artifacts: Path) -> Stack:
+    asyncio.run(_reset_database())
+    Redis.from_url(E2E_REDIS_URL).flushdb()
+    keys = workdir / "keys"
+    generate_keypair(keys)
+    mailbox = MailBox()
+    smtp_port = free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    ports = {name: free_port() for name in ("GATEWAY", *(s.upper() for s in SERVICES))}
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}."
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": E2E_DATABASE_URL,
+        "REDIS_URL": E2E_REDIS_URL,
+        "AMQP_URL": AMQP_URL,
+        "BUS_PREFIX": prefix,
+        "BUS_RETRY_DELAYS_S": "[1, 2]",
+        # How long quiz waits after the close for requests stamped in time but still in flight.
+        "IN_FLIGHT_MARGIN_S": "2",
+        "JWT_PRIVATE_KEY_FILE": str(keys / "signing.pem"),
+        "JWT_PUBLIC_KEYS_DIR": str(keys / "public"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST_KIB": "8192",
+        "NGINX_PREFIX": str(workdir / "nginx"),
+        "VAR_DIR": str(workdir / "var"),
+        "GATEWAY_PORT": str(ports["GATEWAY"]),
+        **{f"{s.upper()}_PORT": str(ports[s.upper()]) for s in SERVICES},
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['GATEWAY']}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    python = str(BIN / "python")
+    _run([python, "-m", "services.core.migrate", "--create-database", *SERVICES], env)
+    _run([python, "-m", "services.registration", "seed-demo"], env)
+    _run([python, "-m", "services.quiz", "seed-demo"], env)
+    _run([python, "deploy/nginx/render.py"], env)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    log_path = artifacts / "stack.log"
+    stack = Stack(f"http://127.0.0.1:{ports['GATEWAY']}", mailbox, workdir, env, log_path, smtp=smtp, bus_prefix=prefix)
+    stack.process = subprocess.Popen(
+        [str(BIN / "honcho"), "start", "-f", "Procfile", *PROCESSES],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_until_ready(stack, timeout_s=90)
+    except BaseException:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def _wait_until_ready(stack: Stack, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = set(SERVICES)
+    with httpx.Client(base_url=stack.base_url, timeout=2) as client:
+        while pending and time.monotonic() < deadline:
+            if stack.process is not None and stack.process.poll() is not None:
+                raise RuntimeError(f"the stack exited early:\n{stack.log_tail()}")
+            for service in list(pending):
+                try:
+                    if client.get(f"/_health/{service}").status_code == 200:
+                        pending.discard(service)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout_s} s: {sorted(pending)}\n{stack.log_tail()}")
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.process is not None and stack.process.poll() is None:
+        os.killpg(stack.process.pid, signal.SIGINT)
+        try:
+            stack.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait(timeout=10)
+    if stack.smtp is not None:
+        stack.smtp.stop()
+    try:
+        asyncio.run(_delete_queues(stack.bus_prefix))
+    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test result
+        print(f"queue cleanup failed: {exc!r}", file=sys.stderr)
