@@ -52,7 +52,7 @@ class MailBox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope) -> str:
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         self.messages.append(message)  # type: ignore[arg-type]
         return "250 OK"
@@ -98,7 +98,7 @@ async def _delete_queues(prefix: str) -> None:
             for suffix in ("", ".dead", *(f".retry.{d}s" for d in (1, 2))):
                 try:
                     await bus.channel.queue_delete(f"{prefix}{service}{suffix}")
-                except Exception:  # noqa: BLE001 - not every service has every queue
+                except Exception:
                     await bus.close()
                     await bus.connect(give_up_after_s=5)
         await bus.channel.exchange_delete(bus.topology.exchange)
@@ -195,5 +195,5 @@ def stop_stack(stack: Stack) -> None:
         stack.smtp.stop()
     try:
         asyncio.run(_delete_queues(stack.bus_prefix))
-    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test result
+    except Exception as exc:
         print(f"queue cleanup failed: {exc!r}", file=sys.stderr)

@@ -25,7 +25,8 @@ QUESTIONS_CSV = ROOT / "services" / "quiz" / "seed" / "questions.csv"
 def answer_key_by_text() -> dict[str, list[str]]:
     """The demo bank's correct letters by question text (the test plays a perfect entrant)."""
     with Path(QUESTIONS_CSV).open(encoding="utf-8-sig", newline="") as f:
-        return {row["question"]: sorted(x.strip().upper() for x in row["correct"].split(",")) for row in csv.DictReader(f)}
+        rows = list(csv.DictReader(f))
+    return {row["question"]: sorted(x.strip().upper() for x in row["correct"].split(",")) for row in rows}
 
 
 def eventually(probe: Callable[[], Any], timeout_s: float = 30, every_s: float = 0.2) -> Any:
