@@ -95,7 +95,7 @@ class Bus:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
-            self._connection = None
+        self._connection = self._channel = self._exchange = None
 
     @property
     def channel(self) -> AbstractChannel:
