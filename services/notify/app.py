@@ -42,10 +42,3 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         readiness={"postgres": postgres_ready},
     )
 
-
-def __getattr__(name: str) -> FastAPI:
-    # The Procfile and docker-compose name `services.notify.app:app`; build it on first use
-    # rather than at import, so importing this module never reads the environment.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
