@@ -24,6 +24,7 @@ ROUND_CLOSED = "round.closed"
 ATTEMPT_SCORED = "attempt.scored"
 WINNERS_ANNOUNCED = "winners.announced"
 PARTICIPATION_NUDGE = "participation.nudge"
+CODE_REQUESTED = "code.requested"
 
 
 # Which service's queue is bound to which events (DESIGN.md "Services"). Publishers
@@ -32,7 +33,7 @@ PARTICIPATION_NUDGE = "participation.nudge"
 # unroutable. Each worker's handlers must match its row (a test checks this).
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "scoring": (ROUND_OPENED, ATTEMPT_SUBMITTED, PARTICIPANT_REGISTERED, UNITS_CHANGED, ROUND_CLOSED),
-    "notify": (PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED),
+    "notify": (PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED),  # issue 5 adds its new events here
 }
 
 
