@@ -60,3 +60,23 @@ def test_keygen_keeps_an_existing_key(tmp_path: Path) -> None:
     first = generate_keypair(tmp_path).read_bytes()
     assert generate_keypair(tmp_path).read_bytes() == first
     assert (tmp_path / "signing.pem").stat().st_mode & 0o077 == 0
+
+
+def test_a_cached_token_still_expires(tmp_path: Path) -> None:
+    signer, verifier = _pair(tmp_path, ttl_s=60)
+    issued = time.time()
+    token = signer.issue(Principal(uuid.uuid4(), "participant"), now=issued)
+    assert verifier.verify(token, now=issued + 1).role == "participant"
+    assert verifier.verify(token, now=issued + 2).role == "participant"  # from the cache
+    with pytest.raises(InvalidToken):
+        verifier.verify(token, now=issued + 61)
+
+
+def test_the_cache_stays_bounded(tmp_path: Path) -> None:
+    signer, verifier = _pair(tmp_path)
+    verifier.CACHE_SIZE = 3
+    tokens = [signer.issue(Principal(uuid.uuid4(), "participant")) for _ in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert len(verifier._verified) == 3
+    assert verifier.verify(tokens[0]).role == "participant"  # evicted, verified again
