@@ -6,11 +6,12 @@ import asyncio
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
@@ -20,7 +21,7 @@ from services.core.auth import Principal
 from services.core.http import ArrivedAt, Db, Organiser, Participant, RedisClient
 from services.core.problems import Problem
 from services.quiz import domain, store
-from services.quiz.domain import Attempt, Prediction, Prize, Round
+from services.quiz.domain import Attempt, Contest, ContestSettings, Group, Prediction, Prize, Question, Quotas, Round
 from services.quiz.settings import QuizSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,21 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Unsupported Media Type",
         "Chỉ nhận tệp CSV (UTF-8) hoặc Excel (.xlsx).",
         "Only CSV (UTF-8) or Excel (.xlsx) files are accepted.",
+    ),
+    "group_required": (
+        "Conflict",
+        "Cuộc thi xếp hạng theo nhóm; tài khoản của bạn chưa thuộc nhóm dự thi nào của cuộc thi.",
+        "This contest ranks groups separately and your account belongs to none of its groups.",
+    ),
+    "bank_too_small": (
+        "Conflict",
+        "Ngân hàng câu hỏi không đủ để tạo đề theo cấu hình của vòng thi. Vui lòng báo ban tổ chức.",
+        "The question bank cannot give an attempt as the round is configured. Please tell the organisers.",
+    ),
+    "round_locked": (
+        "Conflict",
+        "Vòng thi đã mở: chỉ còn được lùi thời điểm đóng khi vòng thi đang mở.",
+        "The round has opened: only a later closing time can still be set while it is open.",
     ),
 }
 
@@ -92,6 +108,59 @@ class RoundOut(BaseModel):
         )
 
 
+class PrizeOut(BaseModel):
+    name: str
+    count: int
+
+
+def _prizes_out(prizes: tuple[Prize, ...]) -> list[PrizeOut]:
+    return [PrizeOut(name=p.name, count=p.count) for p in prizes]
+
+
+def _group_prizes_out(round_: Round) -> dict[str, list[PrizeOut]] | None:
+    if round_.group_prizes is None:
+        return None
+    return {code: _prizes_out(prizes) for code, prizes in round_.group_prizes.items()}
+
+
+class PublicPredictionOut(BaseModel):
+    text: str
+
+
+class RoundRulesOut(RoundOut):
+    """A round as the contest page shows it: its rules and prizes, times in Vietnam's too."""
+
+    opens_at_local: datetime
+    closes_at_local: datetime
+    question_count: int
+    time_limit_s: int
+    max_attempts: int | None
+    prizes: list[PrizeOut]
+    group_prizes: dict[str, list[PrizeOut]] | None
+    prediction: PublicPredictionOut | None
+    freeze_minutes: int
+
+    @classmethod
+    def of(cls, round_: Round, now: datetime) -> RoundRulesOut:
+        return cls(
+            **RoundOut.of(round_, now).model_dump(),
+            opens_at_local=domain.local_time(round_.opens_at),
+            closes_at_local=domain.local_time(round_.closes_at),
+            question_count=round_.question_count,
+            time_limit_s=round_.time_limit_s,
+            max_attempts=round_.max_attempts,
+            prizes=_prizes_out(round_.prizes),
+            group_prizes=_group_prizes_out(round_),
+            prediction=PublicPredictionOut(text=round_.prediction.text) if round_.prediction else None,
+            freeze_minutes=round_.freeze_minutes,
+        )
+
+
+class GroupOut(BaseModel):
+    code: str
+    name: str
+
+
 class ContestSummaryOut(BaseModel):
     id: UUID
     slug: str
@@ -99,8 +168,14 @@ class ContestSummaryOut(BaseModel):
     rounds: list[RoundOut]
 
 
-class ContestOut(ContestSummaryOut):
+class ContestOut(BaseModel):
+    id: UUID
+    slug: str
+    title: str
     rules: str
+    rounds: list[RoundRulesOut]
+    groups: list[GroupOut]
+    require_all_answered: bool
 
 
 @router.get("/api/contests")
@@ -123,7 +198,9 @@ async def get_contest(slug: str, db: Db) -> ContestOut:
     now = _now()
     return ContestOut(
         id=contest.id, slug=contest.slug, title=contest.title, rules=contest.rules,
-        rounds=[RoundOut.of(r, now) for r in rounds],
+        rounds=[RoundRulesOut.of(r, now) for r in rounds],
+        groups=[GroupOut(code=g.code, name=g.name) for g in contest.settings.groups],
+        require_all_answered=contest.settings.require_all_answered,
     )
 
 
@@ -225,28 +302,38 @@ async def start_attempt(
             round_ = await store.round_by_id(db, round_id)
             if round_ is None or round_.opened_at is None:
                 raise Problem(409, "round_not_open", round_status="scheduled")
-        attempt = _new_attempt(round_, who, attempts, arrived)
-        if attempt is None:
-            raise Problem(409, "no_questions")
+        attempt = _new_attempt(round_, await questions.draw_pool(db, round_), who, attempts, arrived)
         if await store.insert_attempt(db, attempt):
             return await _attempt_out(db, redis, questions, attempt, round_, new=True)
     raise Problem(409, "attempt_conflict")
 
 
-def _new_attempt(round_: Round, who: Principal, earlier: list[Attempt], started_at: datetime) -> Attempt | None:
+def _new_attempt(
+    round_: Round, bank: tuple[domain.QuestionRef, ...], who: Principal, earlier: list[Attempt], started_at: datetime
+) -> Attempt:
     if not round_.question_ids:
-        return None
+        raise Problem(409, "no_questions")
+    try:
+        group = domain.resolve_group(round_.settings or ContestSettings(), who.group)
+    except domain.GroupRequired:
+        raise Problem(409, "group_required", group=who.group) from None
     seed = secrets.randbits(63)  # fits bigint; stored, so the draw can be replayed
+    try:
+        question_ids = domain.attempt_draw(bank, round_, group, seed)
+    except domain.DrawImpossible as exc:
+        log.warning("draw impossible", extra={"round_id": str(round_.id), "group": group, "field": exc.field})
+        raise Problem(409, "bank_too_small", field=exc.field, group=group,
+                      errors=[{"field": exc.field, "message": exc.message}]) from None
     return Attempt(
         id=uuid.uuid4(),
         round_id=round_.id,
         participant_id=who.id,
         participant_name=who.name,
         unit_id=who.unit_id,
-        group=who.group,
+        group=group,
         attempt_number=max((a.attempt_number for a in earlier), default=0) + 1,
         seed=seed,
-        question_ids=tuple(domain.draw_questions(round_.question_ids, round_.question_count, seed)),
+        question_ids=tuple(question_ids),
         started_at=started_at,
         deadline_at=domain.deadline(started_at, round_.time_limit_s),
     )
@@ -370,6 +457,34 @@ async def _why_not_submitted(db: Db, attempt_id: UUID, who: Principal, arrived: 
 
 # --- organisers -------------------------------------------------------------------------
 
+TopicName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=domain.MAX_TOPIC_CHARS)]
+GroupCode = Annotated[str, StringConstraints(pattern=domain.GROUP_CODE.pattern)]
+
+
+def _not_null(value: object) -> object:
+    # Runs only for fields the caller sent: leaving a field out keeps it, null does not clear it.
+    if value is None:
+        raise ValueError("Không được để trống trường này.")
+    return value
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: GroupCode
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    topics: list[TopicName] = Field(default_factory=list, max_length=100)  # empty = every topic
+
+    def as_group(self) -> Group:
+        return Group(self.code, self.name, tuple(domain.normalised_text(t) for t in self.topics))
+
+
+def _groups(value: list[GroupIn] | None) -> list[GroupIn] | None:
+    codes = [g.code for g in value or ()]
+    if repeated := sorted({c for c in codes if codes.count(c) > 1}):
+        raise ValueError(f"Mã nhóm bị lặp lại: {', '.join(repeated)}.")
+    return value
+
+
 class ContestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{2,60}$")]
@@ -377,6 +492,9 @@ class ContestIn(BaseModel):
     rules: Annotated[str, StringConstraints(max_length=20000)] = ""
     tie_break: list[str] = Field(default_factory=lambda: list(domain.DEFAULT_TIE_BREAK), max_length=10)
     prize_scope: str = "round"
+    groups: list[GroupIn] = Field(default_factory=list, max_length=20)
+    require_all_answered: bool = False
+    default_group: GroupCode | None = None
 
     @field_validator("tie_break")
     @classmethod
@@ -388,18 +506,72 @@ class ContestIn(BaseModel):
     def _prize_scope(cls, value: str) -> str:
         return domain.validate_prize_scope(value)
 
+    @field_validator("groups")
+    @classmethod
+    def _unique_groups(cls, value: list[GroupIn]) -> list[GroupIn]:
+        return _groups(value) or []
+
+    def settings(self) -> ContestSettings:
+        return ContestSettings(tuple(g.as_group() for g in self.groups), self.default_group, self.require_all_answered)
+
+
+class ContestPatchIn(BaseModel):
+    """Only the fields sent change. Rounds already opened keep the settings they opened with."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
+    rules: Annotated[str, StringConstraints(max_length=20000)] | None = None
+    tie_break: Annotated[list[str], Field(max_length=10)] | None = None
+    prize_scope: str | None = None
+    groups: Annotated[list[GroupIn], Field(max_length=20)] | None = None
+    require_all_answered: bool | None = None
+    default_group: GroupCode | None = None  # null: no default group
+
+    check_required = field_validator("title", "rules", "tie_break", "prize_scope", "groups", "require_all_answered",
+                                     mode="before")(_not_null)
+
+    @field_validator("tie_break")
+    @classmethod
+    def _tie_break(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(domain.validate_tie_break(value))
+
+    @field_validator("prize_scope")
+    @classmethod
+    def _prize_scope(cls, value: str | None) -> str | None:
+        return None if value is None else domain.validate_prize_scope(value)
+
+    @field_validator("groups")
+    @classmethod
+    def _unique_groups(cls, value: list[GroupIn] | None) -> list[GroupIn] | None:
+        return _groups(value)
+
+    def changes(self) -> dict[str, Any]:
+        changes: dict[str, Any] = {name: getattr(self, name) for name in self.model_fields_set}
+        if "groups" in changes:
+            changes["groups"] = tuple(g.as_group() for g in self.groups or ())
+        if "tie_break" in changes:
+            changes["tie_break"] = tuple(changes["tie_break"])
+        return changes
+
 
 class ContestCreatedOut(BaseModel):
     id: UUID
     slug: str
 
 
+def _settings_invalid(errors: list[dict[str, str]]) -> Problem:
+    return Problem(422, "validation", errors=errors)
+
+
 @router.post("/api/admin/contests", status_code=201)
 async def create_contest(body: ContestIn, who: Organiser, db: Db) -> ContestCreatedOut:
-    contest_id = await store.create_contest(
-        db, slug=body.slug, title=body.title, rules=body.rules, tie_break=body.tie_break,
-        prize_scope=body.prize_scope,
-    )
+    try:
+        contest_id = await store.create_contest(
+            db, slug=body.slug, title=body.title, rules=body.rules, tie_break=body.tie_break,
+            prize_scope=body.prize_scope, settings=body.settings(),
+        )
+    except store.SettingsInvalid as exc:
+        raise _settings_invalid(exc.errors) from None
     if contest_id is None:
         raise Problem(409, "slug_taken", slug=body.slug)
     return ContestCreatedOut(id=contest_id, slug=body.slug)
@@ -417,6 +589,32 @@ class PrizeIn(BaseModel):
     count: int = Field(ge=1, le=100000)
 
 
+QuotaCount = Annotated[int, Field(ge=0, le=100)]
+
+
+class QuotasIn(BaseModel):
+    """Exact numbers of questions per topic and per difficulty in each attempt; the rest of
+    the attempt comes from the topics (difficulties) not named. A topic quota binds the
+    groups whose question set has that topic."""
+
+    model_config = ConfigDict(extra="forbid")
+    topics: Annotated[dict[TopicName, QuotaCount], Field(max_length=100)] = Field(default_factory=dict)
+    difficulties: dict[Literal["1", "2", "3"], QuotaCount] = Field(default_factory=dict)
+
+    def as_quotas(self) -> Quotas:
+        return Quotas({domain.normalised_text(t): n for t, n in self.topics.items()},
+                      {int(d): n for d, n in self.difficulties.items()})
+
+
+GroupPrizesIn = Annotated[dict[GroupCode, Annotated[list[PrizeIn], Field(max_length=50)]], Field(max_length=20)]
+
+
+def _with_offset(value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError("Thời gian phải ghi kèm múi giờ, ví dụ 2025-03-03T10:00:00+07:00.")
+    return value
+
+
 class RoundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     number: int = Field(ge=1, le=1000)
@@ -431,13 +629,11 @@ class RoundIn(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1)
     prediction: PredictionIn | None = None
     prizes: list[PrizeIn] = Field(default_factory=list, max_length=50)
+    quotas: QuotasIn | None = None
+    group_prizes: GroupPrizesIn | None = None  # absent: `prizes` apply to each group
+    freeze_minutes: int = Field(default=0, ge=0, le=1440)
 
-    @field_validator("opens_at", "closes_at")
-    @classmethod
-    def _with_offset(cls, value: datetime) -> datetime:
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("Thời gian phải ghi kèm múi giờ, ví dụ 2025-03-03T10:00:00+07:00.")
-        return value
+    check_offsets = field_validator("opens_at", "closes_at")(_with_offset)
 
     @field_validator("closes_at")
     @classmethod
@@ -448,25 +644,370 @@ class RoundIn(BaseModel):
         return value
 
 
+def _group_prizes(value: dict[str, list[PrizeIn]] | None) -> dict[str, tuple[Prize, ...]] | None:
+    if value is None:
+        return None
+    return {code: tuple(Prize(p.name, p.count) for p in prizes) for code, prizes in value.items()}
+
+
+def _prediction(value: PredictionIn | None) -> Prediction | None:
+    return Prediction(value.text, value.target) if value else None
+
+
+class RoundPatchIn(BaseModel):
+    """Only the fields sent change; null clears `max_attempts` (unlimited), `prediction`
+    and `group_prizes`. Allowed while the round is scheduled; once open, only a later `closes_at`."""
+
+    model_config = ConfigDict(extra="forbid")
+    number: int | None = Field(default=None, ge=1, le=1000)
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+    question_count: int | None = Field(default=None, ge=1, le=100)
+    time_limit_s: int | None = Field(default=None, ge=60, le=3600)
+    grace_s: int | None = Field(default=None, ge=0, le=300)
+    max_attempts: int | None = Field(default=None, ge=1)
+    prediction: PredictionIn | None = None
+    prizes: Annotated[list[PrizeIn], Field(max_length=50)] | None = None
+    quotas: QuotasIn | None = None
+    group_prizes: GroupPrizesIn | None = None
+    freeze_minutes: int | None = Field(default=None, ge=0, le=1440)
+
+    check_required = field_validator("number", "title", "opens_at", "closes_at", "question_count", "time_limit_s",
+                                     "grace_s", "prizes", "quotas", "freeze_minutes", mode="before")(_not_null)
+    check_offsets = field_validator("opens_at", "closes_at")(_with_offset)
+
+    def changes(self) -> dict[str, Any]:
+        changes: dict[str, Any] = {name: getattr(self, name) for name in self.model_fields_set}
+        if "prediction" in changes:
+            changes["prediction"] = _prediction(self.prediction)
+        if "prizes" in changes:
+            changes["prizes"] = tuple(Prize(p.name, p.count) for p in self.prizes or ())
+        if "quotas" in changes:
+            changes["quotas"] = self.quotas.as_quotas() if self.quotas else Quotas()
+        if "group_prizes" in changes:
+            changes["group_prizes"] = _group_prizes(self.group_prizes)
+        return changes
+
+
 class CreatedOut(BaseModel):
     id: UUID
 
 
 @router.post("/api/admin/contests/{contest_id}/rounds", status_code=201)
 async def create_round(contest_id: UUID, body: RoundIn, who: Organiser, db: Db) -> CreatedOut:
+    contest = await store.contest_by_id(db, contest_id)
+    if contest is None:
+        raise Problem(404, "not_found")
+    quotas = body.quotas.as_quotas() if body.quotas else Quotas()
+    group_prizes = _group_prizes(body.group_prizes)
+    if errors := domain.quota_errors(quotas, body.question_count, contest.settings) + domain.group_prize_errors(
+            group_prizes, contest.settings):
+        raise _settings_invalid(errors)
     try:
         round_id = await store.create_round(
             db, contest_id, number=body.number, title=body.title, opens_at=body.opens_at,
             closes_at=body.closes_at, question_count=body.question_count, time_limit_s=body.time_limit_s,
-            grace_s=body.grace_s, max_attempts=body.max_attempts,
-            prediction=Prediction(body.prediction.text, body.prediction.target) if body.prediction else None,
-            prizes=[Prize(p.name, p.count) for p in body.prizes],
+            grace_s=body.grace_s, max_attempts=body.max_attempts, prediction=_prediction(body.prediction),
+            prizes=[Prize(p.name, p.count) for p in body.prizes], quotas=quotas, group_prizes=group_prizes,
+            freeze_minutes=body.freeze_minutes,
         )
     except store.ContestNotFound:
         raise Problem(404, "not_found") from None
     except store.DuplicateRoundNumber:
         raise Problem(409, "round_number_taken", number=body.number) from None
     return CreatedOut(id=round_id)
+
+
+class QuotasOut(BaseModel):
+    topics: dict[str, int]
+    difficulties: dict[str, int]
+
+
+class AdminPredictionOut(BaseModel):
+    text: str
+    target: str
+
+
+class GroupSettingsOut(BaseModel):
+    code: str
+    name: str
+    topics: list[str]
+
+
+def _groups_out(settings: ContestSettings) -> list[GroupSettingsOut]:
+    return [GroupSettingsOut(code=g.code, name=g.name, topics=list(g.topics)) for g in settings.groups]
+
+
+class AdminRoundOut(BaseModel):
+    id: UUID
+    contest_id: UUID
+    number: int
+    title: str
+    status: domain.RoundStatus
+    opens_at: datetime
+    closes_at: datetime
+    opens_at_local: datetime
+    closes_at_local: datetime
+    question_count: int
+    time_limit_s: int
+    grace_s: int
+    max_attempts: int | None
+    prediction: AdminPredictionOut | None
+    prizes: list[PrizeOut]
+    group_prizes: dict[str, list[PrizeOut]] | None
+    quotas: QuotasOut
+    freeze_minutes: int
+    opened_at: datetime | None
+    closed_at: datetime | None
+    finalised_at: datetime | None
+    snapshot_size: int | None  # questions in the bank snapshot, once the round opened
+
+    @classmethod
+    def of(cls, round_: Round, now: datetime) -> AdminRoundOut:
+        quotas = round_.quotas.as_json()
+        return cls(
+            id=round_.id, contest_id=round_.contest_id, number=round_.number, title=round_.title,
+            status=domain.round_status(round_, now), opens_at=round_.opens_at, closes_at=round_.closes_at,
+            opens_at_local=domain.local_time(round_.opens_at), closes_at_local=domain.local_time(round_.closes_at),
+            question_count=round_.question_count, time_limit_s=round_.time_limit_s, grace_s=round_.grace_s,
+            max_attempts=round_.max_attempts,
+            prediction=AdminPredictionOut(text=round_.prediction.text, target=round_.prediction.target)
+            if round_.prediction else None,
+            prizes=_prizes_out(round_.prizes), group_prizes=_group_prizes_out(round_),
+            quotas=QuotasOut(topics=quotas["topics"], difficulties=quotas["difficulties"]),
+            freeze_minutes=round_.freeze_minutes, opened_at=round_.opened_at, closed_at=round_.closed_at,
+            finalised_at=round_.finalised_at,
+            snapshot_size=None if round_.question_ids is None else len(round_.question_ids),
+        )
+
+
+class DrawProblemOut(BaseModel):
+    group: str | None
+    field: str
+    message: str
+
+
+class AdminRoundDetailOut(AdminRoundOut):
+    # The groups its attempts are drawn for: as copied when the round opened, else the contest's now.
+    groups: list[GroupSettingsOut]
+    require_all_answered: bool
+    # Groups whose attempts the bank (the snapshot once opened) cannot give as configured.
+    draw_problems: list[DrawProblemOut]
+
+
+async def _round_detail(db: Db, questions: Questions, round_: Round, contest: Contest) -> AdminRoundDetailOut:
+    settings = round_.settings or contest.settings
+    bank: Sequence[domain.QuestionRef]
+    if round_.opened_at is not None:
+        bank = await questions.draw_pool(db, round_)
+    else:
+        bank = await store.bank_of(db, contest.id)
+    problems = domain.round_draw_problems(bank, round_, settings)
+    return AdminRoundDetailOut(
+        **AdminRoundOut.of(round_, _now()).model_dump(),
+        groups=_groups_out(settings),
+        require_all_answered=settings.require_all_answered,
+        draw_problems=[DrawProblemOut(group=group, field=p.field, message=p.message) for group, p in problems],
+    )
+
+
+@router.get("/api/admin/rounds/{round_id}")
+async def get_round(round_id: UUID, who: Organiser, db: Db, questions: Questions) -> AdminRoundDetailOut:
+    found = await store.round_with_contest(db, round_id)
+    if found is None:
+        raise Problem(404, "not_found")
+    return await _round_detail(db, questions, *found)
+
+
+@router.patch("/api/admin/rounds/{round_id}")
+async def update_round(
+    round_id: UUID, body: RoundPatchIn, who: Organiser, db: Db, questions: Questions
+) -> AdminRoundDetailOut:
+    try:
+        round_, contest = await store.update_round(db, round_id, body.changes())
+    except store.RoundNotFound:
+        raise Problem(404, "not_found") from None
+    except store.RoundLocked as exc:
+        raise Problem(409, "round_locked", round_status=exc.status, reason=exc.reason) from None
+    except store.SettingsInvalid as exc:
+        raise _settings_invalid(exc.errors) from None
+    except store.DuplicateRoundNumber:
+        raise Problem(409, "round_number_taken", number=body.number) from None
+    return await _round_detail(db, questions, round_, contest)
+
+
+class AdminContestOut(BaseModel):
+    id: UUID
+    slug: str
+    title: str
+    rules: str
+    tie_break: list[str]
+    prize_scope: str
+    groups: list[GroupSettingsOut]
+    default_group: str | None
+    require_all_answered: bool
+    rounds: list[AdminRoundOut]
+
+    @classmethod
+    def of(cls, contest: Contest, rounds: list[Round], now: datetime) -> AdminContestOut:
+        return cls(
+            id=contest.id, slug=contest.slug, title=contest.title, rules=contest.rules,
+            tie_break=list(contest.tie_break), prize_scope=contest.prize_scope,
+            groups=_groups_out(contest.settings), default_group=contest.settings.default_group,
+            require_all_answered=contest.settings.require_all_answered,
+            rounds=[AdminRoundOut.of(r, now) for r in rounds],
+        )
+
+
+class BankTopicOut(BaseModel):
+    topic: str
+    count: int
+    difficulties: dict[str, int]
+
+
+class AdminContestDetailOut(AdminContestOut):
+    question_count: int  # in the bank
+    bank_topics: list[BankTopicOut]  # what quotas and groups can draw on
+
+
+async def _contest_detail(db: Db, contest: Contest) -> AdminContestDetailOut:
+    rounds = (await store.rounds_of(db, [contest.id]))[contest.id]
+    bank = await store.bank_of(db, contest.id)
+    by_topic: dict[str, dict[str, int]] = {}
+    for question in bank:
+        counts = by_topic.setdefault(question.topic, {str(d): 0 for d in domain.DIFFICULTIES})
+        counts[str(question.difficulty)] += 1
+    return AdminContestDetailOut(
+        **AdminContestOut.of(contest, rounds, _now()).model_dump(),
+        question_count=len(bank),
+        bank_topics=[BankTopicOut(topic=topic, count=sum(counts.values()), difficulties=counts)
+                     for topic, counts in sorted(by_topic.items())],
+    )
+
+
+@router.get("/api/admin/contests")
+async def list_admin_contests(who: Organiser, db: Db) -> list[AdminContestOut]:
+    found = await store.contests(db)
+    rounds = await store.rounds_of(db, [c.id for c in found])
+    now = _now()
+    return [AdminContestOut.of(c, rounds[c.id], now) for c in found]
+
+
+@router.get("/api/admin/contests/{contest_id}")
+async def get_admin_contest(contest_id: UUID, who: Organiser, db: Db) -> AdminContestDetailOut:
+    contest = await store.contest_by_id(db, contest_id)
+    if contest is None:
+        raise Problem(404, "not_found")
+    return await _contest_detail(db, contest)
+
+
+@router.patch("/api/admin/contests/{contest_id}")
+async def update_contest(contest_id: UUID, body: ContestPatchIn, who: Organiser, db: Db) -> AdminContestDetailOut:
+    """Changes apply to the rounds still to open: an opened round keeps the settings it announced."""
+    try:
+        contest = await store.update_contest(db, contest_id, body.changes())
+    except store.SettingsInvalid as exc:
+        raise _settings_invalid(exc.errors) from None
+    if contest is None:
+        raise Problem(404, "not_found")
+    return await _contest_detail(db, contest)
+
+
+class AdminOptionOut(BaseModel):
+    id: str
+    text: str
+
+
+class AdminQuestionOut(BaseModel):
+    id: UUID
+    topic: str
+    difficulty: int
+    text: str
+    options: list[AdminOptionOut]
+    correct: list[str]
+    explanation: str
+
+    @classmethod
+    def of(cls, question: Question) -> AdminQuestionOut:
+        return cls(
+            id=question.id, topic=question.topic, difficulty=question.difficulty, text=question.text,
+            options=[AdminOptionOut(id=o.id, text=o.text) for o in question.options],
+            correct=list(question.correct), explanation=question.explanation,
+        )
+
+
+@router.get("/api/admin/contests/{contest_id}/questions")
+async def list_questions(
+    contest_id: UUID,
+    who: Organiser,
+    db: Db,
+    response: Response,
+    topic: Annotated[str | None, Query(max_length=domain.MAX_TOPIC_CHARS)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AdminQuestionOut]:
+    """A page of the bank with the correct letters; `X-Total-Count` tells how many match."""
+    if await store.contest_by_id(db, contest_id) is None:
+        raise Problem(404, "not_found")
+    wanted = domain.normalised_text(topic) if topic else None
+    total, found = await store.questions_of(db, contest_id, topic=wanted, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    return [AdminQuestionOut.of(q) for q in found]
+
+
+class ReplayQuestionOut(BaseModel):
+    id: UUID
+    options: list[str]  # option letters in the order the attempt showed them
+    correct: list[str]
+    chosen: list[str] | None  # as submitted; null when not submitted
+
+
+class ReplayOut(BaseModel):
+    attempt_id: UUID
+    round_id: UUID
+    participant_id: UUID
+    group: str | None
+    attempt_number: int
+    seed: str  # a 63-bit integer, as text so that JavaScript keeps every digit
+    question_ids: list[UUID]  # as stored when the attempt started
+    replayed_question_ids: list[UUID] | None  # drawn again from the seed; null when the draw fails now
+    matches: bool
+    problem: str | None
+    questions: list[ReplayQuestionOut]
+
+
+@router.get("/api/admin/attempts/{attempt_id}/replay")
+async def replay_attempt(attempt_id: UUID, who: Organiser, db: Db, questions: Questions) -> ReplayOut:
+    """Audit: draw the attempt again from its stored seed, the round's snapshot and the
+    settings the round opened with, and compare with what was stored."""
+    found = await store.attempt_with_round_admin(db, attempt_id)
+    if found is None:
+        raise Problem(404, "not_found")
+    attempt, round_ = found
+    pool = await questions.draw_pool(db, round_)
+    replayed: list[UUID] | None
+    problem: str | None = None
+    try:
+        replayed = domain.attempt_draw(pool, round_, attempt.group, attempt.seed)
+    except domain.DrawImpossible as exc:
+        replayed, problem = None, exc.message
+    bank = await questions.of_round(db, round_.id)
+    shown = [bank[q] for q in attempt.question_ids if q in bank]
+    answers = attempt.answers if attempt.submitted_at is not None else None
+    return ReplayOut(
+        attempt_id=attempt.id, round_id=attempt.round_id, participant_id=attempt.participant_id,
+        group=attempt.group, attempt_number=attempt.attempt_number, seed=str(attempt.seed),
+        question_ids=list(attempt.question_ids), replayed_question_ids=replayed,
+        matches=replayed == list(attempt.question_ids), problem=problem,
+        questions=[
+            ReplayQuestionOut(
+                id=q.id, options=[o.id for o in domain.shuffled_options(q, attempt.seed)], correct=list(q.correct),
+                chosen=None if answers is None else answers.get(str(q.id), []),
+            )
+            for q in shown
+        ],
+    )
 
 
 class ImportedOut(BaseModel):

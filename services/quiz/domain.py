@@ -1,6 +1,7 @@
-"""The quiz's rules, pure: round status, when an attempt may start and be submitted,
-the random draw (replayable from the seed stored with each attempt), and validation of
-what organisers upload. No I/O, no framework, no SQL."""
+"""The quiz's rules, pure: round status and what may still change in a round, when an
+attempt may start and be submitted, the participant's group, the random draw within
+topic and difficulty quotas (replayable from the seed stored with each attempt), and
+validation of contest settings and of what organisers upload. No I/O, no framework, no SQL."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import io
 import random
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 RoundStatus = Literal["scheduled", "open", "closed", "final"]
 AttemptStatus = Literal["running", "submitted", "expired"]
@@ -22,6 +25,14 @@ DEFAULT_TIE_BREAK = ("correct", "prediction_error", "duration", "submitted_at")
 PRIZE_SCOPES = ("round", "contest")
 PREDICTION_TARGETS = ("participants", "all_correct")
 OPTION_LETTERS = "ABCDEF"
+DIFFICULTIES = (1, 2, 3)
+GROUP_CODE = re.compile(r"^[a-z0-9_]{1,40}$")
+# Rounds are shown in Vietnam's time. Vietnam keeps no daylight saving time, so a
+# machine without the tz database can fall back on the fixed offset.
+try:
+    CONTEST_ZONE: Any = ZoneInfo("Asia/Ho_Chi_Minh")
+except ZoneInfoNotFoundError:  # pragma: no cover - depends on the machine
+    CONTEST_ZONE = timezone(timedelta(hours=7), "ICT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +48,32 @@ class Prize:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """A separate ranking with its own question set: civil servants and citizens, say."""
+
+    code: str
+    name: str
+    topics: tuple[str, ...] = ()  # the bank topics its attempts draw from; empty = every topic
+
+    def draws_from(self, topic: str) -> bool:
+        return not self.topics or topic_key(topic) in {topic_key(t) for t in self.topics}
+
+
+@dataclass(frozen=True, slots=True)
+class ContestSettings:
+    """The settings of a contest that a round's attempts depend on. Copied into each
+    round when it opens (and announced in round.opened), so changing the contest later
+    changes the rounds still to open, never one already running or its replays."""
+
+    groups: tuple[Group, ...] = ()
+    default_group: str | None = None
+    require_all_answered: bool = False
+
+    def group(self, code: str | None) -> Group | None:
+        return next((g for g in self.groups if g.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Contest:
     id: UUID
     slug: str
@@ -44,6 +81,26 @@ class Contest:
     rules: str
     tie_break: tuple[str, ...]
     prize_scope: str
+    settings: ContestSettings = ContestSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """Exact numbers of questions per topic and per difficulty in every attempt (see draw_questions)."""
+
+    topics: Mapping[str, int] = field(default_factory=dict)
+    difficulties: Mapping[int, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.topics or self.difficulties)
+
+    def as_json(self) -> dict[str, dict[str, int]]:
+        return {"topics": dict(self.topics), "difficulties": {str(d): n for d, n in self.difficulties.items()}}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Mapping[str, int]] | None) -> Quotas:
+        value = value or {}
+        return cls(dict(value.get("topics", {})), {int(d): n for d, n in value.get("difficulties", {}).items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +117,23 @@ class Round:
     max_attempts: int | None  # None = unlimited
     prediction: Prediction | None = None
     prizes: tuple[Prize, ...] = ()
+    quotas: Quotas = Quotas()
+    group_prizes: Mapping[str, tuple[Prize, ...]] | None = None  # None = `prizes` for every group
+    freeze_minutes: int = 0
     question_ids: tuple[UUID, ...] | None = None  # the bank snapshot, set when the round opens
+    settings: ContestSettings | None = None  # the contest's settings, copied when the round opens
     opened_at: datetime | None = None
     closed_at: datetime | None = None  # closed early by an organiser
     finalised_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionRef:
+    """What the draw needs to know of a question."""
+
+    id: UUID
+    topic: str
+    difficulty: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +155,10 @@ class Question:
     @property
     def multiple(self) -> bool:
         return len(self.correct) > 1
+
+    @property
+    def ref(self) -> QuestionRef:
+        return QuestionRef(self.id, self.topic, self.difficulty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +210,29 @@ def has_attempts_left(round_: Round, attempts_used: int) -> bool:
     return round_.max_attempts is None or attempts_used < round_.max_attempts
 
 
+def round_change_refusal(
+    round_: Round, changed: Collection[str], closes_at: datetime | None, now: datetime
+) -> str | None:
+    """Why an organiser may not change these settings of the round now, or None.
+
+    Everything may change while the round is scheduled; once it opened, its settings are
+    what round.opened announced and what attempts were drawn with, so the only change
+    left is to extend `closes_at` while it is still open."""
+    status = round_status(round_, now)
+    if status == "scheduled" and round_.opened_at is None:
+        return None
+    if set(changed) <= {"closes_at"} and status == "open" and round_.closed_at is None:
+        if closes_at is None or closes_at >= round_.closes_at:
+            return None
+        return "Khi vòng thi đang mở, chỉ được lùi thời điểm đóng về sau."
+    return "Chỉ được sửa vòng thi khi chưa mở (khi đang mở, chỉ được lùi thời điểm đóng)."
+
+
+def local_time(moment: datetime) -> datetime:
+    """The moment as clocks in Vietnam show it (contests publish Asia/Ho_Chi_Minh times)."""
+    return moment.astimezone(CONTEST_ZONE)
+
+
 def is_round_final_ready(
     round_: Round, unsubmitted_deadlines: Iterable[datetime], now: datetime, in_flight_margin_s: float = 0
 ) -> bool:
@@ -184,13 +281,350 @@ def running_attempt(attempts: Iterable[Attempt], grace_s: int, now: datetime) ->
     return None
 
 
-def draw_questions(pool_ids: Sequence[UUID], count: int, seed: int) -> list[UUID]:
-    """`count` distinct questions of the pool in the order they are shown, the same for
-    the same seed (CPython's Mersenne Twister), so any attempt can be replayed for audit.
-    A pool smaller than `count` gives all of it, shuffled."""
+class DrawImpossible(ValueError):
+    """The pool cannot give an attempt that meets the question count and the quotas.
+    `field` names the setting that cannot be met (as the admin API spells it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+_OTHER = object()  # the class of questions whose topic (or difficulty) has no quota
+
+
+def draw_questions(bank: Sequence[QuestionRef], count: int, quotas: Quotas | None, seed: int) -> list[UUID]:
+    """`count` distinct questions of `bank` in the order the attempt shows them, the same
+    for the same seed and bank order (CPython's Mersenne Twister), so any attempt can be
+    replayed for audit.
+
+    Quotas are exact counts. A topic named in `quotas.topics` gives exactly that many
+    questions (0 keeps it out); the rest of the attempt, `count` minus their sum, comes
+    from topics the map does not name. Likewise and at the same time for
+    `quotas.difficulties`: each question counts toward both its topic's and its
+    difficulty's quota. Topics compare without regard to case and spacing.
+
+    Within those constraints every selection is possible: the bank is walked in an order
+    shuffled from the seed and each question is taken when some valid completion still
+    exists with it (a small transportation problem, topic class × difficulty class, kept
+    feasible incrementally), so the walk never dead-ends. The chosen questions are then
+    shuffled once more. Without quotas this is `Random(seed).sample(bank, count)`.
+
+    Raises DrawImpossible naming the quota (or `question_count`) the bank cannot meet.
+    """
     if count < 0:
         raise ValueError("count must not be negative")
-    return random.Random(seed).sample(list(pool_ids), min(count, len(pool_ids)))
+    if len({q.id for q in bank}) != len(bank):
+        raise ValueError("the bank lists a question twice")
+    rng = random.Random(seed)
+    if not quotas:
+        if count > len(bank):
+            raise _too_few("question_count", len(bank), count)
+        return rng.sample([q.id for q in bank], count)
+
+    plan = _QuotaPlan(bank, count, quotas)
+    # Fisher-Yates from the end, walked lazily: each step brings a uniformly random
+    # question not seen yet, and the walk stops as soon as the attempt is complete.
+    order = list(bank)
+    chosen: list[UUID] = []
+    for last in range(len(order) - 1, -1, -1):
+        if len(chosen) == count:
+            break
+        pick = rng.randrange(last + 1)
+        order[pick], order[last] = order[last], order[pick]
+        if plan.take(plan.cells[order[last].id]):
+            chosen.append(order[last].id)
+    if len(chosen) != count:  # pragma: no cover - _QuotaPlan keeps a completion feasible at every step
+        raise AssertionError("the draw lost its feasible completion")
+    rng.shuffle(chosen)
+    return chosen
+
+
+def draw_problem(bank: Sequence[QuestionRef], count: int, quotas: Quotas | None) -> DrawImpossible | None:
+    """Why `draw_questions` would refuse this bank, or None when every seed can draw."""
+    try:
+        if not quotas:
+            if count > len(bank):
+                raise _too_few("question_count", len(bank), count)
+        else:
+            _QuotaPlan(bank, count, quotas)
+    except DrawImpossible as problem:
+        return problem
+    return None
+
+
+def _too_few(field: str, available: int, needed: int, what: str = "Ngân hàng câu hỏi") -> DrawImpossible:
+    return DrawImpossible(field, f"{what} chỉ có {available} câu hỏi, cần {needed}.")
+
+
+class _QuotaPlan:
+    """Topic classes (each quota'd topic, and every other topic together) × difficulty
+    classes, with how many questions each class still needs and each cell still offers.
+    `flow` is one way to fill the needs from the cells, so the needs stay satisfiable."""
+
+    def __init__(self, bank: Sequence[QuestionRef], count: int, quotas: Quotas) -> None:
+        topic_quota: dict[str, int] = {}
+        self.topic_names: dict[str, str] = {}
+        for topic, n in quotas.topics.items():
+            key = topic_key(topic)
+            if key in topic_quota:
+                raise ValueError(f"topic {topic!r} has two quotas")
+            topic_quota[key], self.topic_names[key] = n, topic
+        self.topic_quota, self.difficulty_quota = topic_quota, dict(quotas.difficulties)
+        if any(n < 0 for n in (*topic_quota.values(), *self.difficulty_quota.values())):
+            raise ValueError("quotas must not be negative")
+        for field_name, quota in (("quotas.topics", topic_quota), ("quotas.difficulties", self.difficulty_quota)):
+            if (total := sum(quota.values())) > count:
+                raise DrawImpossible(field_name, f"Tổng định mức ({total}) vượt quá số câu hỏi ({count}).")
+        if len(bank) < count:
+            raise _too_few("question_count", len(bank), count)
+
+        rows: list[object] = [*topic_quota, _OTHER]
+        cols: list[object] = [*self.difficulty_quota, _OTHER]
+        self.row_index = {key: i for i, key in enumerate(rows)}
+        self.col_index = {key: j for j, key in enumerate(cols)}
+        self.row_need = [*topic_quota.values(), count - sum(topic_quota.values())]
+        self.col_need = [*self.difficulty_quota.values(), count - sum(self.difficulty_quota.values())]
+        self.offer = [[0] * len(cols) for _ in rows]
+        self.cells: dict[UUID, tuple[int, int]] = {}
+        for question in bank:
+            i, j = self.cells[question.id] = self.cell_of(question)
+            self.offer[i][j] += 1
+        self.flow = [[0] * len(cols) for _ in rows]
+        while self._augment():
+            pass
+        if sum(map(sum, self.flow)) < count:
+            raise self._explain(rows, cols, count)
+
+    def cell_of(self, question: QuestionRef) -> tuple[int, int]:
+        row = self.row_index.get(topic_key(question.topic), self.row_index[_OTHER])
+        col = self.col_index.get(question.difficulty, self.col_index[_OTHER])
+        return row, col
+
+    def take(self, cell: tuple[int, int]) -> bool:
+        """Consider one more question of `cell`, not seen before: True when it is taken
+        (some valid completion uses it), False when it is passed over. Either way the
+        remaining needs stay satisfiable by the questions not yet considered."""
+        i, j = cell
+        taken = self.row_need[i] > 0 and self.col_need[j] > 0 and (self.flow[i][j] > 0 or self._reroute_into(i, j))
+        if taken:
+            self.flow[i][j] -= 1
+            self.row_need[i] -= 1
+            self.col_need[j] -= 1
+        self.offer[i][j] -= 1  # flow[i][j] is 0 here when not taken, so it still fits the offer
+        return taken
+
+    def _augment(self) -> bool:
+        """One more unit of flow from a row short of its need to a column short of its
+        need, along an alternating path (forward where the cell offers more, backward
+        where it carries flow). False when there is none: the flow is maximal."""
+        rows, cols = len(self.row_need), len(self.col_need)
+        row_short = [self.row_need[i] - sum(self.flow[i]) for i in range(rows)]
+        col_short = [self.col_need[j] - sum(self.flow[i][j] for i in range(rows)) for j in range(cols)]
+        came_from_row: dict[int, int] = {}  # column -> the row it was reached from
+        came_from_col: dict[int, int | None] = {i: None for i in range(rows) if row_short[i] > 0}
+        frontier = list(came_from_col)
+        while frontier:
+            next_rows: list[int] = []
+            for i in frontier:
+                for j in range(cols):
+                    if j in came_from_row or self.flow[i][j] >= self.offer[i][j]:
+                        continue
+                    came_from_row[j] = i
+                    if col_short[j] > 0:
+                        self._apply_path(j, came_from_row, came_from_col)
+                        return True
+                    for back in range(rows):
+                        if back not in came_from_col and self.flow[back][j] > 0:
+                            came_from_col[back] = j
+                            next_rows.append(back)
+            frontier = next_rows
+        return False
+
+    def _apply_path(self, j: int, came_from_row: dict[int, int], came_from_col: dict[int, int | None]) -> None:
+        while True:
+            i = came_from_row[j]
+            self.flow[i][j] += 1
+            previous = came_from_col[i]
+            if previous is None:
+                return
+            self.flow[i][previous] -= 1
+            j = previous
+
+    def _reroute_into(self, i0: int, j0: int) -> bool:
+        """Shift the flow along an alternating cycle so that cell (i0, j0) carries one
+        unit, keeping every row and column total; False when no valid flow uses it."""
+        rows, cols = len(self.row_need), len(self.col_need)
+        # From column j0 (now one over) back to row i0 (one over too): leave a column
+        # through a cell with flow, leave a row through a cell with room.
+        came_from_col: dict[int, int] = {}  # row -> the column it was reached from
+        came_from_row: dict[int, int | None] = {j0: None}  # column -> the row it was reached from
+        frontier = [j0]
+        while frontier:
+            next_cols: list[int] = []
+            for j in frontier:
+                for i in range(rows):
+                    if i in came_from_col or self.flow[i][j] == 0:
+                        continue
+                    came_from_col[i] = j
+                    if i == i0:
+                        self.flow[i0][j0] += 1
+                        while True:
+                            j = came_from_col[i]
+                            self.flow[i][j] -= 1
+                            back = came_from_row[j]
+                            if back is None:
+                                return True
+                            self.flow[back][j] += 1
+                            i = back
+                    for k in range(cols):
+                        if k not in came_from_row and (i, k) != (i0, j0) and self.flow[i][k] < self.offer[i][k]:
+                            came_from_row[k] = i
+                            next_cols.append(k)
+            frontier = next_cols
+        return False
+
+    def _explain(self, rows: list[object], cols: list[object], count: int) -> DrawImpossible:
+        row_offer = [sum(r) for r in self.offer]
+        col_offer = [sum(self.offer[i][j] for i in range(len(rows))) for j in range(len(cols))]
+        for i, key in enumerate(rows):
+            if row_offer[i] >= self.row_need[i]:
+                continue
+            if key is _OTHER:
+                return _too_few("quotas.topics", row_offer[i], self.row_need[i],
+                                "Ngoài các chủ đề có định mức, ngân hàng")
+            name = self.topic_names[str(key)]
+            return _too_few(f"quotas.topics.{name}", row_offer[i], self.row_need[i], f"Chủ đề «{name}»")
+        for j, key in enumerate(cols):
+            if col_offer[j] >= self.col_need[j]:
+                continue
+            if key is _OTHER:
+                return _too_few("quotas.difficulties", col_offer[j], self.col_need[j],
+                                "Ngoài các độ khó có định mức, ngân hàng")
+            return _too_few(f"quotas.difficulties.{key}", col_offer[j], self.col_need[j], f"Độ khó {key}")
+        return DrawImpossible(
+            "quotas", "Ngân hàng câu hỏi không đủ để đáp ứng cùng lúc định mức theo chủ đề và theo độ khó."
+        )
+
+
+# --- groups and the draw of an attempt --------------------------------------------------
+
+class GroupRequired(ValueError):
+    """The contest ranks groups separately and the participant belongs to none of them."""
+
+
+def resolve_group(settings: ContestSettings, token_group: str | None) -> str | None:
+    """The group an attempt belongs to. Without groups, whatever the token says (kept for
+    reports). With groups, the one the token names (by code, or by code or name ignoring
+    case and spacing, since registration stores the text people chose), else the
+    contest's default group."""
+    if not settings.groups:
+        return token_group
+    if token_group:
+        if settings.group(token_group) is not None:
+            return token_group
+        wanted = text_key(token_group)
+        for group in settings.groups:
+            if wanted in (text_key(group.code), text_key(group.name)):
+                return group.code
+    if settings.default_group is not None and settings.group(settings.default_group) is not None:
+        return settings.default_group
+    raise GroupRequired(token_group or "")
+
+
+def group_pool(bank: Sequence[QuestionRef], group: Group | None) -> list[QuestionRef]:
+    """The questions a group's attempts draw from, in the bank's order."""
+    if group is None or not group.topics:
+        return list(bank)
+    topics = {topic_key(t) for t in group.topics}
+    return [q for q in bank if topic_key(q.topic) in topics]
+
+
+def group_quotas(quotas: Quotas, group: Group | None) -> Quotas:
+    """A round's quotas as they apply to one group: a topic quota binds only the groups
+    whose question set has that topic (two groups may draw from disjoint topics);
+    difficulty quotas bind every group."""
+    if group is None or not group.topics:
+        return quotas
+    return Quotas({t: n for t, n in quotas.topics.items() if group.draws_from(t)}, quotas.difficulties)
+
+
+def attempt_draw(bank: Sequence[QuestionRef], round_: Round, group_code: str | None, seed: int) -> list[UUID]:
+    """The questions of an attempt of this group, from the round's snapshot (`bank`, in
+    snapshot order) and the settings copied when the round opened: what a start draws,
+    and what an audit replays."""
+    group = (round_.settings or ContestSettings()).group(group_code)
+    return draw_questions(group_pool(bank, group), round_.question_count, group_quotas(round_.quotas, group), seed)
+
+
+def round_draw_problems(
+    bank: Sequence[QuestionRef], round_: Round, settings: ContestSettings
+) -> list[tuple[str | None, DrawImpossible]]:
+    """Each group (None when the contest has none) whose attempts this bank could not draw."""
+    groups: Sequence[Group | None] = settings.groups or (None,)
+    found: list[tuple[str | None, DrawImpossible]] = []
+    for group in groups:
+        problem = draw_problem(group_pool(bank, group), round_.question_count, group_quotas(round_.quotas, group))
+        if problem is not None:
+            found.append((group.code if group else None, problem))
+    return found
+
+
+def quota_errors(quotas: Quotas, question_count: int, settings: ContestSettings) -> list[dict[str, str]]:
+    """Quotas that could never be met whatever the bank: as they apply to each group
+    (group_quotas), each map sums to at most the question count; and no topic is named
+    twice (topics compare ignoring case and spacing)."""
+    errors: list[dict[str, str]] = []
+    keys = [topic_key(t) for t in quotas.topics]
+    if len(set(keys)) != len(keys):
+        errors.append({"field": "quotas.topics", "message": "Một chủ đề được đặt định mức hai lần."})
+    groups: Sequence[Group | None] = settings.groups or (None,)
+    for name in ("topics", "difficulties"):
+        for group in groups:
+            quota = getattr(group_quotas(quotas, group), name)
+            total = sum(quota.values())
+            if total > question_count:
+                whose = f" (nhóm {group.name})" if group is not None else ""
+                errors.append({"field": f"quotas.{name}", "message":
+                               f"Tổng định mức{whose} ({total}) vượt quá số câu hỏi của lượt thi ({question_count})."})
+                break
+    return errors
+
+
+def group_prize_errors(group_prizes: Mapping[str, object] | None, settings: ContestSettings) -> list[dict[str, str]]:
+    if not group_prizes:
+        return []
+    known = {g.code for g in settings.groups}
+    return [
+        {"field": f"group_prizes.{code}", "message": "Cuộc thi không có nhóm này."}
+        for code in group_prizes if code not in known
+    ]
+
+
+def round_settings_errors(round_: Round, settings: ContestSettings) -> list[dict[str, str]]:
+    """A round's settings that contradict each other or the contest's groups."""
+    errors: list[dict[str, str]] = []
+    if round_.closes_at <= round_.opens_at:
+        errors.append({"field": "closes_at", "message": "Thời điểm đóng phải sau thời điểm mở vòng thi."})
+    return errors + quota_errors(round_.quotas, round_.question_count, settings) + group_prize_errors(
+        round_.group_prizes, settings)
+
+
+def contest_settings_errors(settings: ContestSettings) -> list[dict[str, str]]:
+    errors: list[dict[str, str]] = []
+    codes = [g.code for g in settings.groups]
+    if repeated := sorted({c for c in codes if codes.count(c) > 1}):
+        errors.append({"field": "groups", "message": f"Mã nhóm bị lặp lại: {', '.join(repeated)}."})
+    if settings.default_group is not None and settings.default_group not in codes:
+        errors.append({"field": "default_group", "message": "Nhóm mặc định phải là một trong các nhóm của cuộc thi."})
+    return errors
+
+
+def answered_all(question_ids: Iterable[UUID], answers: Mapping[str, Sequence[str]] | None) -> bool:
+    """Whether every question of the attempt has at least one option chosen."""
+    answers = answers or {}
+    return all(answers.get(str(question_id)) for question_id in question_ids)
 
 
 def shuffled_options(question: Question, seed: int) -> list[Option]:
@@ -335,6 +769,12 @@ def normalised_text(text: str) -> str:
 def text_key(text: str) -> str:
     """Two question texts are the same question when they differ only in case or spacing."""
     return normalised_text(text).casefold()
+
+
+@lru_cache(maxsize=4096)
+def topic_key(topic: str) -> str:
+    """Topics compare like texts; a bank has few of them, and the draw asks for each often."""
+    return text_key(topic)
 
 
 _CORRECT_SEPARATORS = re.compile(r"[,;\s]+")

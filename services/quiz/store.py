@@ -8,12 +8,13 @@ count are the body of the submit request, stored in PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -23,7 +24,20 @@ from redis.asyncio import Redis
 from services.core import outbox
 from services.core.events import ATTEMPT_SUBMITTED, ROUND_CLOSED, ROUND_OPENED, Event
 from services.quiz import domain
-from services.quiz.domain import Attempt, Contest, Option, Prediction, Prize, Question, QuestionDraft, Round
+from services.quiz.domain import (
+    Attempt,
+    Contest,
+    ContestSettings,
+    Group,
+    Option,
+    Prediction,
+    Prize,
+    Question,
+    QuestionDraft,
+    QuestionRef,
+    Quotas,
+    Round,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +55,26 @@ class DuplicateRoundNumber(Exception):
     pass
 
 
+class RoundNotFound(LookupError):
+    pass
+
+
+class RoundLocked(Exception):
+    """The round's settings may no longer change (domain.round_change_refusal)."""
+
+    def __init__(self, reason: str, status: domain.RoundStatus) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class SettingsInvalid(Exception):
+    """The settings after a change break a rule; every broken rule, by field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(f"{len(errors)} invalid setting(s)")
+        self.errors = errors
+
+
 class QuestionRowsInvalid(Exception):
     def __init__(self, errors: list[domain.RowError]) -> None:
         super().__init__(f"{len(errors)} invalid row(s)")
@@ -55,6 +89,28 @@ class InvalidAnswers(Exception):
 
 # --- rows → domain --------------------------------------------------------------------
 
+def _groups_json(groups: Sequence[Group]) -> list[dict[str, Any]]:
+    return [{"code": g.code, "name": g.name, "topics": list(g.topics)} for g in groups]
+
+
+def _settings(value: Mapping[str, Any] | None) -> ContestSettings | None:
+    if value is None:
+        return None
+    return ContestSettings(
+        groups=tuple(Group(g["code"], g["name"], tuple(g.get("topics", ()))) for g in value.get("groups", ())),
+        default_group=value.get("default_group"),
+        require_all_answered=bool(value.get("require_all_answered", False)),
+    )
+
+
+def _prizes_json(prizes: Sequence[Prize]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "count": p.count} for p in prizes]
+
+
+def _group_prizes_json(group_prizes: Mapping[str, Sequence[Prize]] | None) -> dict[str, Any] | None:
+    return None if group_prizes is None else {code: _prizes_json(p) for code, p in group_prizes.items()}
+
+
 def _contest(row: asyncpg.Record) -> Contest:
     return Contest(
         id=row["id"],
@@ -63,11 +119,14 @@ def _contest(row: asyncpg.Record) -> Contest:
         rules=row["rules"],
         tie_break=tuple(row["tie_break"]),
         prize_scope=row["prize_scope"],
+        settings=_settings({"groups": row["groups"], "default_group": row["default_group"],
+                            "require_all_answered": row["require_all_answered"]}) or ContestSettings(),
     )
 
 
 def _round(row: asyncpg.Record) -> Round:
     prediction = row["prediction"]
+    group_prizes = row["group_prizes"]
     return Round(
         id=row["id"],
         contest_id=row["contest_id"],
@@ -81,7 +140,13 @@ def _round(row: asyncpg.Record) -> Round:
         max_attempts=row["max_attempts"],
         prediction=Prediction(prediction["text"], prediction["target"]) if prediction else None,
         prizes=tuple(Prize(p["name"], p["count"]) for p in row["prizes"]),
+        quotas=Quotas.from_json(row["quotas"]),
+        group_prizes=None if group_prizes is None else {
+            code: tuple(Prize(p["name"], p["count"]) for p in prizes) for code, prizes in group_prizes.items()
+        },
+        freeze_minutes=row["freeze_minutes"],
         question_ids=tuple(row["question_ids"]) if row["question_ids"] is not None else None,
+        settings=_settings(row["contest_settings"]),
         opened_at=row["opened_at"],
         closed_at=row["closed_at"],
         finalised_at=row["finalised_at"],
@@ -122,14 +187,55 @@ def _attempt(row: asyncpg.Record) -> Attempt:
 # --- contests -------------------------------------------------------------------------
 
 async def create_contest(
-    conn: Conn, *, slug: str, title: str, rules: str, tie_break: Sequence[str], prize_scope: str
+    conn: Conn,
+    *,
+    slug: str,
+    title: str,
+    rules: str,
+    tie_break: Sequence[str],
+    prize_scope: str,
+    settings: ContestSettings = ContestSettings(),
 ) -> UUID | None:
     """The new contest's id; None when the slug is taken."""
+    if errors := domain.contest_settings_errors(settings):
+        raise SettingsInvalid(errors)
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "INSERT INTO contests (slug, title, rules, tie_break, prize_scope) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO contests (slug, title, rules, tie_break, prize_scope, groups, default_group,"
+        " require_all_answered) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (slug) DO NOTHING RETURNING id",
-        slug, title, rules, list(tie_break), prize_scope,
+        slug, title, rules, list(tie_break), prize_scope, _groups_json(settings.groups), settings.default_group,
+        settings.require_all_answered,
     )
+
+
+async def update_contest(pool: asyncpg.Pool, contest_id: UUID, changes: Mapping[str, Any]) -> Contest | None:
+    """Apply `changes` (Contest fields, or `groups`, `default_group`, `require_all_answered`
+    of its settings) and return the contest; None when there is none. Rounds already
+    opened keep the settings they opened with."""
+    setting_names = {"groups", "default_group", "require_all_answered"}
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT * FROM contests WHERE id = $1 FOR UPDATE", contest_id)
+        if row is None:
+            return None
+        current = _contest(row)
+        settings = dataclasses.replace(current.settings, **{k: v for k, v in changes.items() if k in setting_names})
+        contest = dataclasses.replace(
+            current, settings=settings, **{k: v for k, v in changes.items() if k not in setting_names}
+        )
+        if errors := domain.contest_settings_errors(settings):
+            raise SettingsInvalid(errors)
+        await conn.execute(
+            "UPDATE contests SET title = $2, rules = $3, tie_break = $4, prize_scope = $5, groups = $6,"
+            " default_group = $7, require_all_answered = $8 WHERE id = $1",
+            contest_id, contest.title, contest.rules, list(contest.tie_break), contest.prize_scope,
+            _groups_json(settings.groups), settings.default_group, settings.require_all_answered,
+        )
+    return contest
+
+
+async def contest_by_id(conn: Conn, contest_id: UUID) -> Contest | None:
+    row = await conn.fetchrow("SELECT * FROM contests WHERE id = $1", contest_id)
+    return _contest(row) if row else None
 
 
 async def contest_by_slug(conn: Conn, slug: str) -> Contest | None:
@@ -167,15 +273,19 @@ async def create_round(
     max_attempts: int | None,
     prediction: Prediction | None,
     prizes: Sequence[Prize],
+    quotas: Quotas = Quotas(),
+    group_prizes: Mapping[str, Sequence[Prize]] | None = None,
+    freeze_minutes: int = 0,
 ) -> UUID:
     try:
         round_id = await conn.fetchval(
             "INSERT INTO rounds (contest_id, number, title, opens_at, closes_at, question_count, time_limit_s,"
-            " grace_s, max_attempts, prediction, prizes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " grace_s, max_attempts, prediction, prizes, quotas, group_prizes, freeze_minutes)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             " ON CONFLICT (contest_id, number) DO NOTHING RETURNING id",
             contest_id, number, title, opens_at, closes_at, question_count, time_limit_s, grace_s, max_attempts,
-            {"text": prediction.text, "target": prediction.target} if prediction else None,
-            [{"name": p.name, "count": p.count} for p in prizes],
+            _prediction_json(prediction), _prizes_json(prizes), quotas.as_json(), _group_prizes_json(group_prizes),
+            freeze_minutes,
         )
     except asyncpg.ForeignKeyViolationError:
         raise ContestNotFound(contest_id) from None
@@ -184,9 +294,59 @@ async def create_round(
     return round_id  # type: ignore[no-any-return]
 
 
+def _prediction_json(prediction: Prediction | None) -> dict[str, str] | None:
+    return {"text": prediction.text, "target": prediction.target} if prediction else None
+
+
 async def round_by_id(conn: Conn, round_id: UUID) -> Round | None:
     row = await conn.fetchrow("SELECT * FROM rounds WHERE id = $1", round_id)
     return _round(row) if row else None
+
+
+async def round_with_contest(conn: Conn, round_id: UUID) -> tuple[Round, Contest] | None:
+    row = await conn.fetchrow(
+        "SELECT r.*, c AS contest FROM rounds AS r JOIN contests AS c ON c.id = r.contest_id WHERE r.id = $1",
+        round_id,
+    )
+    return (_round(row), _contest(row["contest"])) if row else None
+
+
+async def update_round(pool: asyncpg.Pool, round_id: UUID, changes: Mapping[str, Any]) -> tuple[Round, Contest]:
+    """Apply `changes` (Round fields) to the round, as far as its status allows
+    (domain.round_change_refusal, judged on the database's clock), with the round locked
+    so that the clock cannot open it half-changed. A later close of an opened round is
+    announced by round.opened again (a snapshot: scoring applies it as a correction)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT r.*, c AS contest, clock_timestamp() AS db_now FROM rounds AS r"
+            " JOIN contests AS c ON c.id = r.contest_id WHERE r.id = $1 FOR NO KEY UPDATE OF r",
+            round_id,
+        )
+        if row is None:
+            raise RoundNotFound(round_id)
+        current, contest = _round(row), _contest(row["contest"])
+        now = row["db_now"]
+        if reason := domain.round_change_refusal(current, changes.keys(), changes.get("closes_at"), now):
+            raise RoundLocked(reason, domain.round_status(current, now))
+        round_ = dataclasses.replace(current, **changes)
+        # An opened round answers to the settings it opened with, not the contest's now.
+        if errors := domain.round_settings_errors(round_, current.settings or contest.settings):
+            raise SettingsInvalid(errors)
+        try:
+            await conn.execute(
+                "UPDATE rounds SET number = $2, title = $3, opens_at = $4, closes_at = $5, question_count = $6,"
+                " time_limit_s = $7, grace_s = $8, max_attempts = $9, prediction = $10, prizes = $11, quotas = $12,"
+                " group_prizes = $13, freeze_minutes = $14 WHERE id = $1",
+                round_id, round_.number, round_.title, round_.opens_at, round_.closes_at, round_.question_count,
+                round_.time_limit_s, round_.grace_s, round_.max_attempts, _prediction_json(round_.prediction),
+                _prizes_json(round_.prizes), round_.quotas.as_json(), _group_prizes_json(round_.group_prizes),
+                round_.freeze_minutes,
+            )
+        except asyncpg.UniqueViolationError:
+            raise DuplicateRoundNumber(round_.number) from None
+        if current.opened_at is not None and round_.closes_at != current.closes_at:
+            await _announce_opened(conn, round_, row["contest_settings"], contest.slug, contest.title)
+    return round_, contest
 
 
 async def close_round(conn: Conn, round_id: UUID) -> Round | None:
@@ -209,9 +369,11 @@ async def rounds_due_to_open(conn: Conn, now: datetime) -> list[UUID]:
 
 
 async def open_round(pool: asyncpg.Pool, round_id: UUID, now: datetime) -> bool:
-    """Snapshot the contest's bank into the round and emit round.opened with the answer
-    key, in one transaction. The `opened_at IS NULL` guard makes exactly one caller win
-    (the clock or a participant's start, whichever comes first); False for the others."""
+    """Snapshot the contest's bank and settings into the round and emit round.opened with
+    the answer key, in one transaction. The `opened_at IS NULL` guard makes exactly one
+    caller win (the clock or a participant's start, whichever comes first); False for the
+    others. A bank that cannot give some group its attempts is logged as a warning: the
+    round opens all the same (its starts then answer `bank_too_small`)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             """
@@ -219,41 +381,64 @@ async def open_round(pool: asyncpg.Pool, round_id: UUID, now: datetime) -> bool:
             SET opened_at = now(),
                 question_ids = coalesce(
                     (SELECT array_agg(q.id ORDER BY q.id) FROM questions AS q WHERE q.contest_id = r.contest_id),
-                    '{}')
+                    '{}'),
+                contest_settings = jsonb_build_object(
+                    'groups', c.groups, 'default_group', c.default_group,
+                    'require_all_answered', c.require_all_answered,
+                    'tie_break', c.tie_break, 'prize_scope', c.prize_scope)
             FROM contests AS c
             WHERE r.id = $1 AND c.id = r.contest_id AND r.opened_at IS NULL
               AND (r.opens_at <= $2 OR r.closed_at IS NOT NULL)
-            RETURNING r.*, c.slug AS contest_slug, c.title AS contest_title, c.tie_break, c.prize_scope
+            RETURNING r.*, c.slug AS contest_slug, c.title AS contest_title
             """,
             round_id, now,
         )
         if row is None:
             return False
         round_ = _round(row)
-        keys = await conn.fetch(
-            "SELECT id, correct FROM questions WHERE id = ANY($1::uuid[])", list(round_.question_ids or ())
-        )
-        await outbox.add_events(conn, [Event(ROUND_OPENED, {
-            "round_id": str(round_.id),
-            "contest_id": str(round_.contest_id),
-            "contest_slug": row["contest_slug"],
-            "contest_title": row["contest_title"],
-            "round_number": round_.number,
-            "round_title": round_.title,
-            "opens_at": round_.opens_at,
-            "closes_at": round_.closes_at,
-            "question_count": round_.question_count,
-            "time_limit_s": round_.time_limit_s,
-            "grace_s": round_.grace_s,
-            "max_attempts": round_.max_attempts,
-            "tie_break": row["tie_break"],
-            "prize_scope": row["prize_scope"],
-            "prizes": row["prizes"],
-            "prediction": row["prediction"],
-            "answer_key": {str(k["id"]): sorted(k["correct"]) for k in keys},
-        })])
+        bank = await _announce_opened(conn, round_, row["contest_settings"], row["contest_slug"], row["contest_title"])
+    for group, problem in domain.round_draw_problems(bank, round_, round_.settings or ContestSettings()):
+        log.warning("round opened with a bank too small for its draw", extra={
+            "round_id": str(round_id), "group": group, "field": problem.field, "problem": problem.message})
     log.info("round opened", extra={"round_id": str(round_id), "questions": len(round_.question_ids or ())})
     return True
+
+
+async def _announce_opened(
+    conn: asyncpg.Connection, round_: Round, snapshot: Mapping[str, Any], contest_slug: str, contest_title: str
+) -> list[QuestionRef]:
+    """Write round.opened for an opened round: its settings, those the contest had when it
+    opened (`snapshot`), and the answer key of its whole bank snapshot. Also what the draw
+    knows of that snapshot."""
+    keys = await conn.fetch(
+        "SELECT id, topic, difficulty, correct FROM questions WHERE id = ANY($1::uuid[]) ORDER BY id",
+        list(round_.question_ids or ()),
+    )
+    settings = round_.settings or ContestSettings()
+    await outbox.add_events(conn, [Event(ROUND_OPENED, {
+        "round_id": str(round_.id),
+        "contest_id": str(round_.contest_id),
+        "contest_slug": contest_slug,
+        "contest_title": contest_title,
+        "round_number": round_.number,
+        "round_title": round_.title,
+        "opens_at": round_.opens_at,
+        "closes_at": round_.closes_at,
+        "question_count": round_.question_count,
+        "time_limit_s": round_.time_limit_s,
+        "grace_s": round_.grace_s,
+        "max_attempts": round_.max_attempts,
+        "tie_break": snapshot["tie_break"],
+        "prize_scope": snapshot["prize_scope"],
+        "prizes": _prizes_json(round_.prizes),
+        "prediction": _prediction_json(round_.prediction),
+        "answer_key": {str(k["id"]): sorted(k["correct"]) for k in keys},
+        "groups": [{"code": g.code, "name": g.name} for g in settings.groups],
+        "group_prizes": _group_prizes_json(round_.group_prizes),
+        "require_all_answered": settings.require_all_answered,
+        "freeze_s": round_.freeze_minutes * 60,
+    })])
+    return [QuestionRef(k["id"], k["topic"], k["difficulty"]) for k in keys]
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,13 +542,53 @@ async def question_count(conn: Conn, contest_id: UUID) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM questions WHERE contest_id = $1", contest_id))
 
 
+async def questions_of(
+    conn: Conn, contest_id: UUID, *, topic: str | None, limit: int, offset: int
+) -> tuple[int, list[Question]]:
+    """A page of the contest's bank (by topic, then text), with how many questions match in all."""
+    rows = await conn.fetch(
+        "SELECT q.*, count(*) OVER () AS total FROM questions AS q"
+        " WHERE q.contest_id = $1 AND ($2::text IS NULL OR lower(q.topic) = lower($2))"
+        " ORDER BY q.topic, q.difficulty, q.text LIMIT $3 OFFSET $4",
+        contest_id, topic, limit, offset,
+    )
+    if rows:
+        return int(rows[0]["total"]), [_question(row) for row in rows]
+    if offset == 0:
+        return 0, []
+    total = await conn.fetchval(
+        "SELECT count(*) FROM questions WHERE contest_id = $1 AND ($2::text IS NULL OR lower(topic) = lower($2))",
+        contest_id, topic,
+    )
+    return int(total), []
+
+
+async def bank_of(conn: Conn, contest_id: UUID) -> list[QuestionRef]:
+    """What the draw knows of each question of the contest's bank, in snapshot order (by id)."""
+    rows = await conn.fetch(
+        "SELECT id, topic, difficulty FROM questions WHERE contest_id = $1 ORDER BY id", contest_id
+    )
+    return [QuestionRef(row["id"], row["topic"], row["difficulty"]) for row in rows]
+
+
 class RoundQuestions:
     """The questions of each opened round, kept in process memory: a round's snapshot
     never changes once it opened, so starting an attempt costs no question query."""
 
     def __init__(self, max_rounds: int = 64) -> None:
         self._by_round: OrderedDict[UUID, dict[UUID, Question]] = OrderedDict()
+        self._pools: dict[UUID, tuple[QuestionRef, ...]] = {}
         self._max_rounds = max_rounds
+
+    async def draw_pool(self, conn: Conn, round_: Round) -> tuple[QuestionRef, ...]:
+        """The round's snapshot as the draw sees it, in snapshot order (what replays use too)."""
+        pool = self._pools.get(round_.id)
+        if pool is None:
+            questions = await self.of_round(conn, round_.id)
+            pool = tuple(questions[q].ref for q in round_.question_ids or () if q in questions)
+            if round_.id in self._by_round:
+                self._pools[round_.id] = pool
+        return pool
 
     async def of_round(self, conn: Conn, round_id: UUID) -> Mapping[UUID, Question]:
         questions = self._by_round.get(round_id)
@@ -378,7 +603,8 @@ class RoundQuestions:
                 return questions  # not opened yet: nothing to remember
             self._by_round[round_id] = questions
             while len(self._by_round) > self._max_rounds:
-                self._by_round.popitem(last=False)
+                evicted, _ = self._by_round.popitem(last=False)
+                self._pools.pop(evicted, None)
         return questions
 
 
@@ -416,6 +642,15 @@ async def attempt_with_round(conn: Conn, attempt_id: UUID, participant_id: UUID)
         "SELECT a.*, r AS round FROM attempts AS a JOIN rounds AS r ON r.id = a.round_id"
         " WHERE a.id = $1 AND a.participant_id = $2",
         attempt_id, participant_id,
+    )
+    return (_attempt(row), _round(row["round"])) if row else None
+
+
+async def attempt_with_round_admin(conn: Conn, attempt_id: UUID) -> tuple[Attempt, Round] | None:
+    """Any attempt and its round, for organisers."""
+    row = await conn.fetchrow(
+        "SELECT a.*, r AS round FROM attempts AS a JOIN rounds AS r ON r.id = a.round_id WHERE a.id = $1",
+        attempt_id,
     )
     return (_attempt(row), _round(row["round"])) if row else None
 
@@ -472,6 +707,9 @@ async def submit_with_outbox(
             "question_ids": [str(q) for q in attempt.question_ids],
             "answers": attempt.answers,
             "prediction": attempt.prediction,
+            # Whether it may count where every question must be answered (round.opened's
+            # require_all_answered); the submission is kept either way.
+            "answered_all": domain.answered_all(attempt.question_ids, attempt.answers),
         })])
     return attempt
 

@@ -33,6 +33,15 @@ def bank_csv(count: int, *, multiple_every: int = 5) -> bytes:
     return "".join(lines).encode()
 
 
+def topic_bank(counts: dict[tuple[str, int], int], *, prefix: str = "") -> bytes:
+    """A valid bank with `counts[(topic, difficulty)]` questions of each kind."""
+    lines = [CSV_HEADER]
+    for (topic, difficulty), count in counts.items():
+        for i in range(count):
+            lines.append(f"{topic},{difficulty},{prefix}Câu {i} về {topic} mức {difficulty}?,Một,Hai,Ba,Bốn,B,\n")
+    return "".join(lines).encode()
+
+
 def stamp(moment: datetime) -> dict[str, str]:
     """The gateway's arrival header for `moment`."""
     return {"X-Request-Start": f"t={moment.timestamp():.6f}"}
@@ -62,17 +71,17 @@ def organiser(make_token: Callable[..., str]) -> dict[str, str]:
 class Person:
     """A participant with a token."""
 
-    def __init__(self, make_token: Callable[..., str], name: str = "Nguyễn Văn An") -> None:
+    def __init__(self, make_token: Callable[..., str], name: str = "Nguyễn Văn An", group: str | None = "cbcc") -> None:
         self.id = uuid.uuid4()
         self.unit_id = uuid.uuid4()
         self.name = name
-        token = make_token(id=self.id, name=name, unit_id=self.unit_id, group="cbcc")
+        token = make_token(id=self.id, name=name, unit_id=self.unit_id, group=group)
         self.headers = {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def person(make_token: Callable[..., str]) -> Callable[..., Person]:
-    return lambda name="Nguyễn Văn An": Person(make_token, name)
+    return lambda name="Nguyễn Văn An", group="cbcc": Person(make_token, name, group)
 
 
 class Admin:
@@ -150,7 +159,7 @@ async def add_attempt(pool: asyncpg.Pool, round_id: UUID, *, started_at: datetim
     attempt = Attempt(
         id=uuid.uuid4(), round_id=round_id, participant_id=participant_id or uuid.uuid4(), participant_name="An",
         unit_id=None, group=None, attempt_number=number, seed=7,
-        question_ids=tuple(domain.draw_questions(round_.question_ids, round_.question_count, 7)),
+        question_ids=tuple(domain.attempt_draw(await store.RoundQuestions().draw_pool(pool, round_), round_, None, 7)),
         started_at=started, deadline_at=domain.deadline(started, time_limit_s),
     )
     assert await store.insert_attempt(pool, attempt)

@@ -142,6 +142,10 @@ def test_round_is_final_ready_only_when_closed_opened_and_nothing_can_still_arri
 
 # --- the draw ------------------------------------------------------------------------------
 
+def refs(ids: list[uuid.UUID]) -> list[domain.QuestionRef]:
+    return [domain.QuestionRef(i, f"chu_de_{n % 3}", n % 3 + 1) for n, i in enumerate(ids)]
+
+
 pools = st.lists(st.uuids(), min_size=0, max_size=60, unique=True)
 
 
@@ -149,22 +153,38 @@ pools = st.lists(st.uuids(), min_size=0, max_size=60, unique=True)
 def test_draw_is_replayable_and_takes_distinct_questions_of_the_pool(
     pool: list[uuid.UUID], count: int, seed: int
 ) -> None:
-    drawn = domain.draw_questions(pool, count, seed)
-    assert drawn == domain.draw_questions(list(pool), count, seed)
-    assert len(drawn) == min(count, len(pool))
+    if count > len(pool):
+        with pytest.raises(domain.DrawImpossible) as raised:
+            domain.draw_questions(refs(pool), count, None, seed)
+        assert raised.value.field == "question_count"
+        return
+    drawn = domain.draw_questions(refs(pool), count, None, seed)
+    assert drawn == domain.draw_questions(refs(list(pool)), count, domain.Quotas(), seed)
+    assert len(drawn) == count
     assert len(set(drawn)) == len(drawn)
     assert set(drawn) <= set(pool)
 
 
-def test_draw_depends_on_the_seed() -> None:
+def test_draw_without_quotas_is_the_sample_issue_2_attempts_were_drawn_with() -> None:
+    """Attempts stored before quotas existed still replay."""
+    import random
+
     pool = [uuid.UUID(int=i) for i in range(78)]
-    draws = {tuple(domain.draw_questions(pool, 20, seed)) for seed in range(50)}
+    for seed in (0, 7, 2**62 + 5):
+        assert domain.draw_questions(refs(pool), 20, None, seed) == random.Random(seed).sample(pool, 20)
+
+
+def test_draw_depends_on_the_seed() -> None:
+    pool = refs([uuid.UUID(int=i) for i in range(78)])
+    draws = {tuple(domain.draw_questions(pool, 20, None, seed)) for seed in range(50)}
     assert len(draws) == 50
+    quota = domain.Quotas({"chu_de_0": 5}, {2: 5})
+    assert len({tuple(domain.draw_questions(pool, 20, quota, seed)) for seed in range(50)}) == 50
 
 
 def test_draw_refuses_a_negative_count() -> None:
     with pytest.raises(ValueError):
-        domain.draw_questions([uuid.uuid4()], -1, 1)
+        domain.draw_questions(refs([uuid.uuid4()]), -1, None, 1)
 
 
 @given(
@@ -325,3 +345,76 @@ def test_read_table_xlsx() -> None:
 def test_read_table_refuses_other_content(content: bytes) -> None:
     with pytest.raises(domain.UnsupportedFile):
         domain.read_table(content)
+
+
+# --- issue 3: changing rounds, answered-all, Vietnam's time, settings checks ----------------
+
+@pytest.mark.parametrize(("fields", "changed", "closes_at", "now", "allowed"), [
+    ({}, {"title", "quotas"}, None, T0 - US, True),  # scheduled: anything
+    ({}, {"closes_at"}, T0 + timedelta(days=1), T0 - US, True),
+    ({"opened_at": T0 - timedelta(days=1)}, {"title"}, None, T0 - US, False),  # its snapshot is taken
+    ({}, {"title"}, None, T0, False),  # open by the clock, even before the clock opened it
+    ({}, {"closes_at"}, T0 + timedelta(days=8), T0, True),  # extend while open
+    ({}, {"closes_at"}, T0 + timedelta(days=7), T0, True),  # unchanged
+    ({}, {"closes_at"}, T0 + timedelta(days=6), T0, False),  # shorten while open: close it instead
+    ({}, {"closes_at", "title"}, T0 + timedelta(days=8), T0, False),
+    ({}, {"closes_at"}, T0 + timedelta(days=9), T0 + timedelta(days=7), False),  # closed
+    ({"closed_at": T0 + timedelta(hours=1)}, {"closes_at"}, T0 + timedelta(days=9), T0 + timedelta(hours=2), False),
+    ({"finalised_at": T0 + timedelta(days=8)}, {"closes_at"}, T0 + timedelta(days=9), T0, False),
+])
+def test_round_changes_allowed(
+    fields: dict[str, object], changed: set[str], closes_at: datetime | None, now: datetime, allowed: bool
+) -> None:
+    refusal = domain.round_change_refusal(make_round(**fields), changed, closes_at, now)
+    assert (refusal is None) == allowed
+    if refusal is not None:
+        assert "vòng thi" in refusal or "đóng" in refusal
+
+
+def test_answered_all_needs_a_choice_for_every_question() -> None:
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    assert domain.answered_all(ids, {str(ids[0]): ["A"], str(ids[1]): ["B", "C"]})
+    assert not domain.answered_all(ids, {str(ids[0]): ["A"], str(ids[1]): []})
+    assert not domain.answered_all(ids, {str(ids[0]): ["A"]})
+    assert not domain.answered_all(ids, None)
+    assert domain.answered_all([], {})
+
+
+def test_times_are_shown_in_vietnam() -> None:
+    shown = domain.local_time(datetime(2025, 3, 3, 3, 0, tzinfo=UTC))
+    assert shown.isoformat() == "2025-03-03T10:00:00+07:00"
+    assert domain.local_time(datetime(2025, 7, 1, 20, 30, tzinfo=UTC)).isoformat() == "2025-07-02T03:30:00+07:00"
+
+
+def test_quota_and_settings_errors_name_their_fields() -> None:
+    none = domain.ContestSettings()
+    assert domain.quota_errors(domain.Quotas({"Luật": 10, "Đô thị": 10}, {1: 5}), 20, none) == []
+    errors = domain.quota_errors(domain.Quotas({"Luật": 15, "Đô thị": 10}, {1: 15, 3: 6}), 20, none)
+    assert [e["field"] for e in errors] == ["quotas.topics", "quotas.difficulties"]
+    twice = domain.Quotas({"Luật": 1, " luật ": 1})
+    assert [e["field"] for e in domain.quota_errors(twice, 20, none)] == ["quotas.topics"]
+    # Two groups with their own topics: each group's quotas must fit, not their sum.
+    separate = domain.ContestSettings((domain.Group("cbcc", "Công chức", ("Luật",)),
+                                       domain.Group("nhan_dan", "Nhân dân", ("Đô thị",))))
+    assert domain.quota_errors(domain.Quotas({"Luật": 15, "Đô thị": 10}), 20, separate) == []
+    [error] = domain.quota_errors(domain.Quotas({"Luật": 21, "Đô thị": 10}), 20, separate)
+    assert error["field"] == "quotas.topics" and "Công chức" in error["message"]
+
+    groups = domain.ContestSettings((domain.Group("cbcc", "Công chức"), domain.Group("cbcc", "Khác")), "nhan_dan")
+    assert [e["field"] for e in domain.contest_settings_errors(groups)] == ["groups", "default_group"]
+    assert domain.contest_settings_errors(domain.ContestSettings((domain.Group("a", "A"),), "a")) == []
+    assert [e["field"] for e in domain.contest_settings_errors(domain.ContestSettings((), "a"))] == ["default_group"]
+
+    settings = domain.ContestSettings((domain.Group("cbcc", "Công chức"),))
+    round_ = make_round(question_count=5, quotas=domain.Quotas({}, {2: 6}),
+                        group_prizes={"cbcc": (domain.Prize("Nhất", 1),), "hs": ()}, closes_at=T0)
+    assert [e["field"] for e in domain.round_settings_errors(round_, settings)] == [
+        "closes_at", "quotas.difficulties", "group_prizes.hs"]
+
+
+def test_quotas_round_trip_through_json() -> None:
+    quotas = domain.Quotas({"Luật": 3}, {1: 2, 3: 0})
+    assert quotas.as_json() == {"topics": {"Luật": 3}, "difficulties": {"1": 2, "3": 0}}
+    assert domain.Quotas.from_json(quotas.as_json()) == quotas
+    assert domain.Quotas.from_json({}) == domain.Quotas() and not domain.Quotas()
+    assert domain.Quotas({"Luật": 0})  # a zero quota still binds: it keeps the topic out
