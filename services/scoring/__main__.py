@@ -1,9 +1,10 @@
 """`python -m services.scoring COMMAND`:
 
 - `migrate`: bring the `scoring` schema up to date.
-- `rebuild-leaderboards [--round ID]`: recompute the Redis boards and name hashes from
-  PostgreSQL (after Redis lost its data, or the unit tree changed). Safe while the
-  worker runs.
+- `rebuild-leaderboards [--round ID]`: recompute the Redis boards (live, frozen during a
+  round's freeze), the rounds' board meta and the name hashes from PostgreSQL (after
+  Redis lost its data). Safe while the worker runs. The worker rebuilds the rounds a
+  units.changed affects by itself.
 """
 
 from __future__ import annotations

@@ -4,13 +4,27 @@ Keys:
 - `scoring:lb:{round_id}`                    sorted set, participant id → live score of their best attempt
 - `scoring:lb:{round_id}:unit:{unit_id}`     the same, for a unit and (through lineage) every unit above it
 - `scoring:lb:{round_id}:group:{group}`      the same, for a group of entrants
+- `scoring:lb:{round_id}:frozen[:unit:..|:group:..]`  the same boards as they stood at the freeze
+- `scoring:boards:{round_id}`  set of the round's live board keys (what a freeze copies)
+- `scoring:round:{round_id}`   hash: freeze_at (epoch ms, 0 = never), groups (JSON list of the round's
+                                group codes), final ("1"), copied ("1" once frozen)
 - `scoring:names`       hash participant id → display name
 - `scoring:units_of`    hash participant id → unit id
 - `scoring:unit_names`  hash unit id → unit name
 
 Scores only ever rise (ZADD GT), so writing the same result twice, or an older result
 after a newer one, changes nothing: that makes every write idempotent and order-free.
-`rebuild_leaderboards` recomputes everything from PostgreSQL.
+Only entries that count are placed. `rebuild_leaderboards` recomputes everything from
+PostgreSQL.
+
+The freeze (a round's `freeze_s`): from freeze_at until the round is final the public
+board is read from the frozen keys. They are the live boards copied once (ZUNIONSTORE,
+guarded by `copied`) by whichever comes first: the first board read after freeze_at, or
+the worker just before it writes its first entry submitted after freeze_at. An entry
+submitted before freeze_at but scored after the copy is written to the frozen boards
+too, so the frozen board is exactly "best entry of each participant submitted before
+freeze_at", whatever the scoring lag. The copy script builds the frozen key names from
+the live ones: fine on one Redis server (not a cluster).
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import orjson
 from redis.asyncio import Redis
 
 from services.scoring import domain, store
@@ -35,20 +50,91 @@ UNITS_OF = "scoring:units_of"
 UNIT_NAMES = "scoring:unit_names"
 _CHUNK = 5000
 
-# One round trip for a page of the board: the ranks, then the names and unit names of
-# exactly those participants (a pipeline cannot do this: the second step needs the
-# first's answer).
-_TOP = """
-local rows = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
-if #rows == 0 then return {{}, {}, {}} end
+# Copy every live board of a round to its frozen key, once (never for a final round:
+# nobody reads frozen boards then). KEYS: the round's meta hash
+# and board index; ARGV: live prefix, frozen prefix (a frozen key is the live key with
+# the prefix swapped). Merged (MAX) with what the worker may already have written there.
+_FREEZE_FUNCTION = """
+local function freeze(meta, index, live_prefix, frozen_prefix)
+  local state = redis.call('HMGET', meta, 'copied', 'final')
+  if state[1] == '1' or state[2] == '1' then return 0 end
+  redis.call('HSET', meta, 'copied', '1')
+  local boards = redis.call('SMEMBERS', index)
+  for _, live in ipairs(boards) do
+    local frozen = frozen_prefix .. string.sub(live, #live_prefix + 1)
+    redis.call('ZUNIONSTORE', frozen, 2, live, frozen, 'AGGREGATE', 'MAX')
+  end
+  return #boards
+end
+"""
+
+_FREEZE = _FREEZE_FUNCTION + "return freeze(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
+
+# One round trip for a page of the board: whether the public board is frozen now (and
+# the copy if it is the first read since), the ranks, then the names and unit names of
+# exactly those participants (a pipeline cannot do this: each step needs the last's answer).
+# KEYS: live board, frozen board, names, units_of, unit_names, round meta, board index.
+# ARGV: limit, now (epoch ms), "1" for the live board whatever the freeze, live prefix, frozen prefix.
+_TOP = _FREEZE_FUNCTION + """
+local key = KEYS[1]
+local frozen_at = false
+if ARGV[3] ~= '1' then
+  local meta = redis.call('HMGET', KEYS[6], 'freeze_at', 'final')
+  local at = tonumber(meta[1])
+  if at and at > 0 and meta[2] ~= '1' and tonumber(ARGV[2]) >= at then
+    freeze(KEYS[6], KEYS[7], ARGV[4], ARGV[5])
+    key = KEYS[2]
+    frozen_at = meta[1]
+  end
+end
+local rows = redis.call('ZREVRANGE', key, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+if #rows == 0 then return {{}, {}, {}, frozen_at} end
 local ids = {}
 for i = 1, #rows, 2 do ids[#ids + 1] = rows[i] end
-local names = redis.call('HMGET', KEYS[2], unpack(ids))
-local units = redis.call('HMGET', KEYS[3], unpack(ids))
+local names = redis.call('HMGET', KEYS[3], unpack(ids))
+local units = redis.call('HMGET', KEYS[4], unpack(ids))
 local unit_ids = {}
 for i = 1, #units do unit_ids[i] = units[i] or '-' end
-local unit_names = redis.call('HMGET', KEYS[4], unpack(unit_ids))
-return {rows, names, unit_names}
+local unit_names = redis.call('HMGET', KEYS[5], unpack(unit_ids))
+return {rows, names, unit_names, frozen_at}
+"""
+
+# A participant's live standing in one round trip: overall, in a unit's board, and in
+# their group's. The group of their attempt is quiz's resolution of the token's text
+# (a code, or the contest's default group), so the token's group is tried first and then
+# each of the round's group codes. KEYS: overall board, round meta. ARGV: participant,
+# unit board key (or ""), group board key prefix, token group (or "").
+_STANDING = """
+local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+if not rank then return false end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local unit_rank = false
+if ARGV[2] ~= '' then unit_rank = redis.call('ZREVRANK', ARGV[2], ARGV[1]) end
+local candidates = {}
+if ARGV[4] ~= '' then candidates[#candidates + 1] = ARGV[4] end
+local raw = redis.call('HGET', KEYS[2], 'groups')
+if raw then
+  for _, code in ipairs(cjson.decode(raw)) do candidates[#candidates + 1] = code end
+end
+local group_rank = false
+for _, code in ipairs(candidates) do
+  local found = redis.call('ZREVRANK', ARGV[3] .. code, ARGV[1])
+  if found then
+    group_rank = found
+    break
+  end
+end
+return {rank, score, unit_rank, group_rank}
+"""
+
+# After the round is final everyone sees the live board; the frozen copies go.
+_UNFREEZE = """
+redis.call('HSET', KEYS[1], 'final', '1')
+local boards = redis.call('SMEMBERS', KEYS[2])
+for _, live in ipairs(boards) do
+  redis.call('DEL', ARGV[2] .. string.sub(live, #ARGV[1] + 1))
+end
+return #boards
 """
 
 
@@ -60,6 +146,35 @@ def board_key(round_id: UUID, *, unit_id: UUID | None = None, group: str | None 
     return f"scoring:lb:{round_id}"
 
 
+def frozen_key(round_id: UUID, *, unit_id: UUID | None = None, group: str | None = None) -> str:
+    """The frozen twin of a board: the live key with `:frozen` right after the round id,
+    so no unit id or group code can make a live key look like a frozen one."""
+    return _to_frozen(round_id, board_key(round_id, unit_id=unit_id, group=group))
+
+
+def _frozen_prefix(round_id: UUID) -> str:
+    return f"{board_key(round_id)}:frozen"
+
+
+def _to_frozen(round_id: UUID, live: str) -> str:
+    return _frozen_prefix(round_id) + live[len(board_key(round_id)):]
+
+
+def board_index_key(round_id: UUID) -> str:
+    return f"scoring:boards:{round_id}"
+
+
+def round_meta_key(round_id: UUID) -> str:
+    return f"scoring:round:{round_id}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(moment: datetime | None) -> int:
+    return 0 if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where one result goes: the boards it counts on, with its live score."""
@@ -69,6 +184,8 @@ class Placement:
     score: int
     units: tuple[UUID, ...]
     group: str | None
+    # Also on the frozen boards (submitted before the freeze, written once it is near).
+    frozen: bool = False
 
     def keys(self) -> list[str]:
         keys = [board_key(self.round_id)]
@@ -77,15 +194,51 @@ class Placement:
             keys.append(board_key(self.round_id, group=self.group))
         return keys
 
+    def frozen_keys(self) -> list[str]:
+        return [_to_frozen(self.round_id, k) for k in self.keys()]
+
 
 def placement(
-    round_id: UUID, opens_at: datetime, result: domain.Result, parent_of: Mapping[UUID, UUID | None]
+    round_id: UUID,
+    opens_at: datetime,
+    result: domain.Result,
+    parent_of: Mapping[UUID, UUID | None],
+    *,
+    frozen: bool = False,
 ) -> Placement:
     score = domain.live_score(
         result.correct, result.duration_ms, domain.submitted_offset_s(opens_at, result.submitted_at)
     )
     units = domain.lineage(result.unit_id, parent_of) if result.unit_id is not None else ()
-    return Placement(round_id, result.participant_id, score, units, result.group)
+    return Placement(round_id, result.participant_id, score, units, result.group, frozen)
+
+
+@dataclass(frozen=True, slots=True)
+class BoardWrites:
+    """A batch's writes for one round: where each counting result goes, and whether the
+    freeze copy must be taken first (before anything submitted after freeze_at lands on
+    the live boards)."""
+
+    placements: list[Placement]
+    freeze_first: bool
+
+
+def board_writes(
+    round_id: UUID,
+    opens_at: datetime,
+    freeze_at: datetime | None,
+    results: Iterable[domain.Result],
+    parent_of: Mapping[UUID, UUID | None],
+    now: datetime,
+) -> BoardWrites:
+    counting = [r for r in results if r.counts]
+    return BoardWrites(
+        [
+            placement(round_id, opens_at, r, parent_of, frozen=domain.on_frozen_board(r.submitted_at, freeze_at, now))
+            for r in counting
+        ],
+        domain.must_freeze_before_writing(freeze_at, now, [r.submitted_at for r in counting]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +252,18 @@ class BoardRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Board:
+    rows: list[BoardRow]
+    frozen_at: datetime | None  # None: the live board
+
+
+@dataclass(frozen=True, slots=True)
 class Standing:
     rank: int
     correct: int
     duration_ms: int
+    unit_rank: int | None = None
+    group_rank: int | None = None
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -113,6 +274,9 @@ class Leaderboards:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._top = redis.register_script(_TOP)
+        self._freeze = redis.register_script(_FREEZE)
+        self._unfreeze = redis.register_script(_UNFREEZE)
+        self._standing = redis.register_script(_STANDING)
 
     async def record(
         self,
@@ -121,14 +285,30 @@ class Leaderboards:
         units_of: Mapping[UUID, UUID] | None = None,
         *,
         overwrite: bool = True,
+        freeze_first: Iterable[UUID] = (),
     ) -> None:
         """Every placement and name in one pipeline. Without `overwrite` names and units
         are only filled in where missing: registration's own data wins over what an
-        attempt carried."""
+        attempt carried. `freeze_first`: rounds whose freeze copy is taken at the head
+        of the pipeline, before any of these placements."""
         pipe = self.redis.pipeline(transaction=False)
+        for round_id in dict.fromkeys(freeze_first):
+            await self._freeze(
+                keys=[round_meta_key(round_id), board_index_key(round_id)],
+                args=[board_key(round_id), _frozen_prefix(round_id)],
+                client=pipe,
+            )
+        index: dict[UUID, set[str]] = defaultdict(set)
         for p in placements:
+            member = {str(p.participant_id): p.score}
             for key in p.keys():
-                pipe.zadd(key, {str(p.participant_id): p.score}, gt=True)
+                pipe.zadd(key, member, gt=True)
+            index[p.round_id].update(p.keys())
+            if p.frozen:
+                for key in p.frozen_keys():
+                    pipe.zadd(key, member, gt=True)
+        for round_id, keys in index.items():
+            pipe.sadd(board_index_key(round_id), *sorted(keys))
         for hash_key, values in ((NAMES, names or {}), (UNITS_OF, units_of or {})):
             if overwrite and values:
                 pipe.hset(hash_key, mapping={str(k): str(v) for k, v in values.items()})
@@ -144,11 +324,42 @@ class Leaderboards:
             pipe.hset(UNIT_NAMES, mapping={str(k): v for k, v in names.items()})
         await pipe.execute()
 
+    async def set_round(self, round_id: UUID, freeze_at: datetime | None, groups: Sequence[str] = ()) -> None:
+        """What a board read needs to know about the round (from round.opened)."""
+        await self.redis.hset(  # type: ignore[misc]
+            round_meta_key(round_id),
+            mapping={"freeze_at": str(_epoch_ms(freeze_at)), "groups": orjson.dumps(list(groups)).decode()},
+        )
+
+    async def mark_final(self, round_id: UUID) -> None:
+        await self._unfreeze(
+            keys=[round_meta_key(round_id), board_index_key(round_id)],
+            args=[board_key(round_id), _frozen_prefix(round_id)],
+        )
+
     async def top(
-        self, round_id: UUID, limit: int, *, unit_id: UUID | None = None, group: str | None = None
-    ) -> list[BoardRow]:
-        rows, names, unit_names = await self._top(
-            keys=[board_key(round_id, unit_id=unit_id, group=group), NAMES, UNITS_OF, UNIT_NAMES], args=[limit]
+        self,
+        round_id: UUID,
+        limit: int,
+        *,
+        unit_id: UUID | None = None,
+        group: str | None = None,
+        now: datetime,
+        live: bool = False,
+    ) -> Board:
+        """The first `limit` rows of a board: the frozen one from freeze_at until the
+        round is final, unless `live` (organisers)."""
+        rows, names, unit_names, frozen_at = await self._top(
+            keys=[
+                board_key(round_id, unit_id=unit_id, group=group),
+                frozen_key(round_id, unit_id=unit_id, group=group),
+                NAMES,
+                UNITS_OF,
+                UNIT_NAMES,
+                round_meta_key(round_id),
+                board_index_key(round_id),
+            ],
+            args=[limit, _epoch_ms(now), "1" if live else "0", board_key(round_id), _frozen_prefix(round_id)],
         )
         board: list[BoardRow] = []
         for i in range(0, len(rows), 2):
@@ -164,29 +375,62 @@ class Leaderboards:
                     duration_ms=duration,
                 )
             )
-        return board
+        frozen = None if frozen_at is None else datetime.fromtimestamp(int(frozen_at) / 1000, UTC)
+        return Board(board, frozen)
 
     async def rank_of(self, round_id: UUID, participant_id: UUID) -> int | None:
         rank: int | None = await self.redis.zrevrank(board_key(round_id), str(participant_id))  # type: ignore[assignment]
         return None if rank is None else rank + 1
 
-    async def standing(self, round_id: UUID, participant_id: UUID) -> Standing | None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zrevrank(board_key(round_id), str(participant_id))
-        pipe.zscore(board_key(round_id), str(participant_id))
-        rank, score = await pipe.execute()
-        if rank is None or score is None:
+    async def standing(
+        self, round_id: UUID, participant_id: UUID, *, unit_id: UUID | None = None, group: str | None = None
+    ) -> Standing | None:
+        """A participant's live rank overall, in a unit's board (their unit and its
+        subtree) and in their group's; one round trip."""
+        found = await self._standing(
+            keys=[board_key(round_id), round_meta_key(round_id)],
+            args=[
+                str(participant_id),
+                board_key(round_id, unit_id=unit_id) if unit_id is not None else "",
+                board_key(round_id, group=""),
+                group or "",
+            ],
+        )
+        if not found:
             return None
-        correct, duration = domain.decode_live_score(score)
-        return Standing(int(rank) + 1, correct, duration)
+        rank, score, unit_rank, group_rank = found
+        correct, duration = domain.decode_live_score(float(score))
+        return Standing(
+            int(rank) + 1,
+            correct,
+            duration,
+            None if unit_rank is None else int(unit_rank) + 1,
+            None if group_rank is None else int(group_rank) + 1,
+        )
 
-    async def replace_round(self, round_id: UUID, placements: Sequence[Placement]) -> int:
-        """Swap every board of the round for these placements at once: readers see the
-        old boards until the new ones are complete; boards of units or groups nobody is
-        in any more disappear. The number of board keys written."""
+    async def replace_round(
+        self,
+        round_id: UUID,
+        placements: Sequence[Placement],
+        *,
+        frozen: Sequence[Placement] | None = None,
+        freeze_at: datetime | None = None,
+        groups: Sequence[str] = (),
+        final: bool = False,
+        copied: bool = False,
+    ) -> int:
+        """Swap every board of the round (live, and frozen when `frozen` is given) for
+        these placements at once, with the round's meta: readers see the old boards
+        until the new ones are complete; boards of units or groups nobody is in any more
+        disappear. The number of board keys written."""
         boards: dict[str, dict[str, int]] = defaultdict(dict)
         for p in placements:
             for key in p.keys():
+                member = str(p.participant_id)
+                boards[key][member] = max(p.score, boards[key].get(member, p.score))
+        live_keys = sorted(boards)
+        for p in frozen or ():
+            for key in p.frozen_keys():
                 member = str(p.participant_id)
                 boards[key][member] = max(p.score, boards[key].get(member, p.score))
         staging = f"scoring:rebuild:{uuid.uuid4().hex}:"
@@ -204,6 +448,20 @@ class Leaderboards:
             swap.delete(*stale)
         for key in boards:
             swap.rename(staging + key, key)
+        swap.delete(board_index_key(round_id))
+        if live_keys:
+            swap.sadd(board_index_key(round_id), *live_keys)
+        # Flags are present only when set, as the worker writes them.
+        swap.delete(round_meta_key(round_id))
+        swap.hset(
+            round_meta_key(round_id),
+            mapping={
+                "freeze_at": str(_epoch_ms(freeze_at)),
+                "groups": orjson.dumps(list(groups)).decode(),
+                **({"final": "1"} if final else {}),
+                **({"copied": "1"} if copied else {}),
+            },
+        )
         await swap.execute()
         return len(boards)
 
@@ -220,10 +478,10 @@ class RebuildReport:
 _CATCH_UP = timedelta(minutes=5)
 
 
-async def rebuild_leaderboards(pool: asyncpg.Pool, boards: Leaderboards, round_id: UUID | None = None) -> RebuildReport:
+async def rebuild_leaderboards(
+    pool: asyncpg.Pool, boards: Leaderboards, round_id: UUID | None = None, *, now: datetime | None = None
+) -> RebuildReport:
     """Recompute the boards (all rounds, or one) and the name hashes from PostgreSQL."""
-    started = datetime.now(UTC)
-    parent_of = await store.unit_parents(pool)
     people = await store.participants(pool)
     await boards.replace_unit_names(await store.unit_names(pool))
     for start in range(0, len(people), _CHUNK):
@@ -234,18 +492,49 @@ async def rebuild_leaderboards(pool: asyncpg.Pool, boards: Leaderboards, round_i
             units_of={p.participant_id: p.unit_id for p in chunk if p.unit_id is not None},
         )
     round_ids = [round_id] if round_id is not None else await store.all_round_ids(pool)
-    opening: dict[UUID, datetime] = {}
+    return await rebuild_rounds(pool, boards, round_ids, now=now)
+
+
+async def rebuild_rounds(
+    pool: asyncpg.Pool, boards: Leaderboards, round_ids: Sequence[UUID], *, now: datetime | None = None
+) -> RebuildReport:
+    """Recompute these rounds' boards (live, frozen where the freeze is near or on, and
+    their meta) from PostgreSQL, with the unit tree as it is now."""
+    started = datetime.now(UTC)
+    now = now or started
+    parent_of = await store.unit_parents(pool)
+    known: dict[UUID, store.BoardRound] = {}
     entries = keys = 0
     for rid in round_ids:
-        opens = await store.opens_at(pool, rid)
-        if opens is None:
+        info = await store.board_round(pool, rid)
+        if info is None:
             log.warning("no such round; nothing to rebuild", extra={"round_id": str(rid)})
             continue
-        opening[rid] = opens
+        known[rid] = info
         best = await store.best_attempts(pool, rid)
-        keys += await boards.replace_round(rid, [placement(rid, opens, b.result, parent_of) for b in best])
+        live = [placement(rid, info.opens_at, b.result, parent_of) for b in best]
+        frozen: list[Placement] | None = None
+        if not info.final and domain.freeze_is_near(info.freeze_at, now):
+            before = await store.best_attempts(pool, rid, submitted_before=info.freeze_at)
+            frozen = [placement(rid, info.opens_at, b.result, parent_of) for b in before]
+        keys += await boards.replace_round(
+            rid,
+            live,
+            frozen=frozen,
+            freeze_at=info.freeze_at,
+            groups=info.groups,
+            final=info.final,
+            # Taken from PostgreSQL, exact: no copy of the live board may overwrite it.
+            copied=frozen is not None and info.freeze_at is not None and now >= info.freeze_at,
+        )
         entries += len(best)
-    late = await store.results_scored_since(pool, started - _CATCH_UP, list(opening))
-    await boards.record(placement(rid, opening[rid], r, parent_of) for rid, r in late)
-    log.info("leaderboards rebuilt", extra={"rounds": len(opening), "entries": entries, "boards": keys})
-    return RebuildReport(len(opening), entries, keys)
+    late = await store.results_scored_since(pool, started - _CATCH_UP, list(known))
+    by_round: dict[UUID, list[domain.Result]] = defaultdict(list)
+    for rid, result in late:
+        by_round[rid].append(result)
+    for rid, results in by_round.items():
+        info = known[rid]
+        writes = board_writes(rid, info.opens_at, None if info.final else info.freeze_at, results, parent_of, now)
+        await boards.record(writes.placements, freeze_first=[rid] if writes.freeze_first else [])
+    log.info("leaderboards rebuilt", extra={"rounds": len(known), "entries": entries, "boards": keys})
+    return RebuildReport(len(known), entries, keys)

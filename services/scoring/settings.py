@@ -12,3 +12,8 @@ class ScoringSettings(CoreSettings):
     # batch is what keeps up with the deadline peak.
     scoring_batch_size: int = Field(default=200, ge=1, le=5000)
     scoring_batch_wait_s: float = Field(default=0.02, ge=0, le=5)
+    # The worker's clock loop: scheduled nudges and pending board rebuilds.
+    scoring_clock_interval_s: float = Field(default=30, gt=0, le=600)
+    # A scheduled nudge still goes out this long after its time (the worker was down),
+    # never later.
+    scoring_nudge_lateness_s: int = Field(default=3600, ge=60, le=86400)

@@ -12,7 +12,8 @@ import asyncpg
 
 from services.core import outbox
 from services.core.events import Event
-from services.scoring.domain import BestAttempt, Result, Winner
+from services.scoring import domain
+from services.scoring.domain import BestAttempt, Result, UnitParticipation, Winner
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -33,23 +34,33 @@ class OpenedRound:
 
 @dataclass(frozen=True, slots=True)
 class AnswerKey:
-    """What scoring an attempt of a round needs."""
+    """What scoring an attempt of a round and placing it on the boards need."""
 
     round_id: UUID
     opens_at: datetime
     answers: dict[str, list[str]]
+    require_all_answered: bool = False
+    freeze_at: datetime | None = None
+
+    @classmethod
+    def of(cls, round_id: UUID, opens_at: datetime, closes_at: datetime, rules: Mapping[str, Any],
+           answers: dict[str, list[str]]) -> AnswerKey:
+        return cls(round_id, opens_at, answers, bool(rules.get("require_all_answered")),
+                   domain.freeze_at(closes_at, int(rules.get("freeze_s") or 0)))
 
 
 async def upsert_round(conn: Conn, r: OpenedRound) -> None:
     """round.opened again (a redelivery or a correction) updates what quiz owns and
-    keeps what scoring learnt since (closing, finalisation)."""
+    keeps what scoring learnt since (closing, finalisation). Quiz only ever moves a close
+    later, so an old copy retried after a newer one must not shorten the round."""
     await conn.execute(
         """
         INSERT INTO rounds (round_id, contest_id, contest_title, round_title, opens_at, closes_at, rules, answer_key)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (round_id) DO UPDATE SET
             contest_id = EXCLUDED.contest_id, contest_title = EXCLUDED.contest_title,
-            round_title = EXCLUDED.round_title, opens_at = EXCLUDED.opens_at, closes_at = EXCLUDED.closes_at,
+            round_title = EXCLUDED.round_title, opens_at = EXCLUDED.opens_at,
+            closes_at = GREATEST(rounds.closes_at, EXCLUDED.closes_at),
             rules = EXCLUDED.rules, answer_key = EXCLUDED.answer_key
         """,
         r.round_id, r.contest_id, r.contest_title, r.round_title, r.opens_at, r.closes_at, r.rules, r.answer_key,
@@ -58,9 +69,71 @@ async def upsert_round(conn: Conn, r: OpenedRound) -> None:
 
 async def answer_keys(conn: Conn, round_ids: Sequence[UUID]) -> dict[UUID, AnswerKey]:
     rows = await conn.fetch(
-        "SELECT round_id, opens_at, answer_key FROM rounds WHERE round_id = ANY($1::uuid[])", list(round_ids)
+        "SELECT round_id, opens_at, closes_at, rules, answer_key FROM rounds WHERE round_id = ANY($1::uuid[])",
+        list(round_ids),
     )
-    return {r["round_id"]: AnswerKey(r["round_id"], r["opens_at"], r["answer_key"]) for r in rows}
+    return {
+        r["round_id"]: AnswerKey.of(r["round_id"], r["opens_at"], r["closes_at"], r["rules"], r["answer_key"])
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRound:
+    """What rebuilding a round's boards needs to know about it."""
+
+    round_id: UUID
+    opens_at: datetime
+    freeze_at: datetime | None
+    final: bool
+    groups: tuple[str, ...] = ()
+
+
+async def board_round(conn: Conn, round_id: UUID) -> BoardRound | None:
+    row = await conn.fetchrow(
+        "SELECT opens_at, closes_at, rules, finalised_at FROM rounds WHERE round_id = $1", round_id
+    )
+    if row is None:
+        return None
+    rules = domain.RoundRules.from_mapping(row["rules"])
+    freeze = domain.freeze_at(row["closes_at"], rules.freeze_s)
+    return BoardRound(round_id, row["opens_at"], freeze, row["finalised_at"] is not None, rules.groups)
+
+
+async def is_final(conn: Conn, round_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT finalised_at IS NOT NULL FROM rounds WHERE round_id = $1", round_id))
+
+
+@dataclass(frozen=True, slots=True)
+class RoundInfo:
+    round_id: UUID
+    contest_id: UUID
+    contest_slug: str | None
+    contest_title: str
+    round_number: int | None
+    round_title: str
+    opens_at: datetime
+    closes_at: datetime
+    closed_at: datetime | None
+
+    def open_at(self, now: datetime) -> bool:
+        return self.closed_at is None and self.opens_at <= now < self.closes_at
+
+
+_ROUND_INFO = (
+    "round_id, contest_id, rules->>'contest_slug' AS contest_slug, contest_title,"
+    " (rules->>'round_number')::int AS round_number, round_title, opens_at, closes_at, closed_at"
+)
+
+
+async def contest_rounds(conn: Conn, contest: UUID | str) -> list[RoundInfo]:
+    """The rounds scoring knows of a contest, by id or by slug, oldest first."""
+    if isinstance(contest, UUID):
+        where, arg = "contest_id = $1", contest
+    else:
+        where, arg = "rules->>'contest_slug' = $1", contest  # type: ignore[assignment]
+    rows = await conn.fetch(f"SELECT {_ROUND_INFO} FROM rounds WHERE {where} ORDER BY opens_at, round_id", arg)
+    return [RoundInfo(**dict(r)) for r in rows]
 
 
 async def close_round(conn: Conn, round_id: UUID, closed_at: datetime, submitted_count: int) -> bool:
@@ -92,11 +165,6 @@ async def closed_unfinalised(conn: Conn, round_ids: Sequence[UUID]) -> list[UUID
 
 async def all_round_ids(conn: Conn) -> list[UUID]:
     return [r["round_id"] for r in await conn.fetch("SELECT round_id FROM rounds ORDER BY opens_at, round_id")]
-
-
-async def opens_at(conn: Conn, round_id: UUID) -> datetime | None:
-    value: datetime | None = await conn.fetchval("SELECT opens_at FROM rounds WHERE round_id = $1", round_id)
-    return value
 
 
 # --- participants and units ------------------------------------------------------------
@@ -146,7 +214,9 @@ async def upsert_participants(conn: Conn, participants: Sequence[ParticipantCopy
 
 async def replace_units(conn: asyncpg.Connection, units: Sequence[UnitCopy], taken_at: datetime) -> bool:
     """Apply a units.changed snapshot unless a newer one was applied already (events
-    arrive in any order); True when applied. Call inside a transaction."""
+    arrive in any order); True when applied. Call inside a transaction. Rounds with
+    entrants in units whose ancestors changed are queued for a board rebuild in the same
+    transaction (see pending_rebuilds)."""
     newer = await conn.fetchval(
         """
         INSERT INTO units_snapshot (singleton, taken_at) VALUES (true, $1)
@@ -159,6 +229,19 @@ async def replace_units(conn: asyncpg.Connection, units: Sequence[UnitCopy], tak
     if newer is None:
         return False
     unique = list({u.id: u for u in units}.values())
+    before = await unit_parents(conn)
+    moved = domain.units_with_new_lineage(before, {u.id: u.parent_id for u in unique})
+    if moved:
+        # Sequential scan of results: a units.changed that moves units is rare; an index
+        # on unit_id would slow every insert at the deadline instead.
+        await conn.execute(
+            """
+            INSERT INTO pending_rebuilds (round_id)
+            SELECT DISTINCT round_id FROM results WHERE unit_id = ANY($1::uuid[]) AND counts
+            ON CONFLICT (round_id) DO UPDATE SET requested_at = now()
+            """,
+            list(moved),
+        )
     await conn.execute("DELETE FROM units WHERE NOT (id = ANY($1::uuid[]))", [u.id for u in unique])
     await conn.execute(
         """
@@ -197,6 +280,18 @@ async def unit_parents(conn: Conn, unit_ids: Sequence[UUID] | None = None) -> di
     return {r["id"]: r["parent_id"] for r in rows}
 
 
+async def pending_rebuilds(conn: Conn) -> list[tuple[UUID, datetime]]:
+    rows = await conn.fetch("SELECT round_id, requested_at FROM pending_rebuilds ORDER BY requested_at")
+    return [(r["round_id"], r["requested_at"]) for r in rows]
+
+
+async def rebuild_done(conn: Conn, round_id: UUID, requested_at: datetime) -> None:
+    """Only the request that was served: one queued again meanwhile stays."""
+    await conn.execute(
+        "DELETE FROM pending_rebuilds WHERE round_id = $1 AND requested_at = $2", round_id, requested_at
+    )
+
+
 async def unit_names(conn: Conn) -> dict[UUID, str]:
     return {r["id"]: r["name"] for r in await conn.fetch("SELECT id, name FROM units")}
 
@@ -210,7 +305,7 @@ async def participants(conn: Conn) -> list[ParticipantCopy]:
 
 _RESULT_COLUMNS = (
     'attempt_id, participant_id, attempt_number, correct, total, duration_ms, started_at, submitted_at, prediction,'
-    ' unit_id, "group"'
+    ' unit_id, "group", counts'
 )
 
 
@@ -227,6 +322,7 @@ def _result(row: asyncpg.Record) -> Result:
         prediction=row["prediction"],
         unit_id=row["unit_id"],
         group=row["group"],
+        counts=row["counts"],
     )
 
 
@@ -245,9 +341,10 @@ async def insert_results_with_outbox(
         rows = await conn.fetch(
             """
             INSERT INTO results (attempt_id, round_id, participant_id, unit_id, "group", attempt_number, correct, total,
-                                 duration_ms, started_at, submitted_at, prediction)
+                                 duration_ms, started_at, submitted_at, prediction, counts)
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int[], $7::int[],
-                                 $8::int[], $9::bigint[], $10::timestamptz[], $11::timestamptz[], $12::bigint[])
+                                 $8::int[], $9::bigint[], $10::timestamptz[], $11::timestamptz[], $12::bigint[],
+                                 $13::boolean[])
             ON CONFLICT (attempt_id) DO NOTHING
             RETURNING attempt_id
             """,
@@ -263,24 +360,31 @@ async def insert_results_with_outbox(
             [r.started_at for _, r in unique],
             [r.submitted_at for _, r in unique],
             [r.prediction for _, r in unique],
+            [r.counts for _, r in unique],
         )
         inserted = {row["attempt_id"] for row in rows}
         await outbox.add_events(conn, [scored_event(rid, r) for rid, r in unique if r.attempt_id in inserted])
     return inserted
 
 
-async def best_attempts(conn: Conn, round_id: UUID) -> list[BestAttempt]:
+async def best_attempts(
+    conn: Conn, round_id: UUID, *, submitted_before: datetime | None = None
+) -> list[BestAttempt]:
     """domain.best_attempt_per_participant done by PostgreSQL (same order, tested to
     agree): a round can hold hundreds of thousands of attempts, only the best of each
-    participant need leave the database."""
+    participant need leave the database. `submitted_before`: the board as it stood then
+    (a frozen board)."""
     rows = await conn.fetch(
         f"""
-        SELECT DISTINCT ON (participant_id) {_RESULT_COLUMNS},
-               max(attempt_number) OVER (PARTITION BY participant_id) AS attempts_used
-        FROM results WHERE round_id = $1
+        SELECT DISTINCT ON (participant_id) * FROM (
+            SELECT {_RESULT_COLUMNS}, max(attempt_number) OVER (PARTITION BY participant_id) AS attempts_used
+            FROM results WHERE round_id = $1
+        ) AS every_attempt
+        WHERE counts AND ($2::timestamptz IS NULL OR submitted_at < $2)
         ORDER BY participant_id, correct DESC, duration_ms, submitted_at, attempt_number, attempt_id
         """,
         round_id,
+        submitted_before,
     )
     return [BestAttempt(_result(r), r["attempts_used"]) for r in rows]
 
@@ -305,11 +409,15 @@ class AttemptResult:
     correct: int
     total: int
     duration_ms: int
+    counts: bool
 
 
 async def result_of_attempt(conn: Conn, attempt_id: UUID) -> AttemptResult | None:
     row = await conn.fetchrow(
-        "SELECT attempt_id, round_id, participant_id, correct, total, duration_ms FROM results WHERE attempt_id = $1",
+        """
+        SELECT attempt_id, round_id, participant_id, correct, total, duration_ms, counts
+        FROM results WHERE attempt_id = $1
+        """,
         attempt_id,
     )
     return AttemptResult(**dict(row)) if row else None
@@ -370,11 +478,12 @@ async def save_final(conn: asyncpg.Connection, round_id: UUID, truth: int | None
         await conn.execute(
             """
             INSERT INTO winners (round_id, rank, participant_id, name, unit_name, prize, correct, duration_ms,
-                                 prediction_error)
+                                 prediction_error, "group")
             SELECT $1, w.rank, w.participant_id, coalesce(p.full_name, ''), u.name, w.prize, w.correct,
-                   w.duration_ms, w.prediction_error
-            FROM unnest($2::int[], $3::uuid[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::uuid[])
-                 AS w(rank, participant_id, prize, correct, duration_ms, prediction_error, unit_id)
+                   w.duration_ms, w.prediction_error, w.grp
+            FROM unnest($2::int[], $3::uuid[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::uuid[],
+                        $9::text[])
+                 AS w(rank, participant_id, prize, correct, duration_ms, prediction_error, unit_id, grp)
             LEFT JOIN participants p ON p.participant_id = w.participant_id
             LEFT JOIN units u ON u.id = coalesce(w.unit_id, p.unit_id)
             """,
@@ -386,6 +495,7 @@ async def save_final(conn: asyncpg.Connection, round_id: UUID, truth: int | None
             [w.duration_ms for w in winners],
             [w.prediction_error for w in winners],
             [w.unit_id for w in winners],
+            [w.group for w in winners],
         )
     await conn.execute("UPDATE rounds SET finalised_at = now(), truth = $2 WHERE round_id = $1", round_id, truth)
 
@@ -402,6 +512,17 @@ class WinnerRow:
     prize: str
     correct: int
     duration_ms: int
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSummary:
+    """For the organisers' round summary: distinct participants and attempts submitted
+    (counting or not), and participants with a counting entry with every answer right."""
+
+    participants: int
+    attempts: int
+    all_correct: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +532,8 @@ class RoundWinners:
     round_title: str
     status: WinnersStatus
     winners: list[WinnerRow]
+    contest_id: UUID | None = None
+    summary: RoundSummary | None = None
 
 
 def _status(row: Mapping[str, Any]) -> WinnersStatus:
@@ -420,25 +543,44 @@ def _status(row: Mapping[str, Any]) -> WinnersStatus:
 
 
 async def _winner_rows(conn: Conn, round_id: UUID) -> list[WinnerRow]:
+    """Group by group, in the order the round lists its groups, then by rank."""
     rows = await conn.fetch(
         """
-        SELECT rank, participant_id, name, unit_name, prize, correct, duration_ms
-        FROM winners WHERE round_id = $1 ORDER BY rank
+        SELECT w.rank, w.participant_id, w.name, w.unit_name, w.prize, w.correct, w.duration_ms, w."group"
+        FROM winners w JOIN rounds r USING (round_id)
+        WHERE w.round_id = $1
+        ORDER BY (SELECT g.position FROM jsonb_array_elements(coalesce(r.rules->'groups', '[]'::jsonb))
+                                         WITH ORDINALITY AS g(item, position)
+                  WHERE g.item->>'code' = w."group"),
+                 w."group", w.rank
         """,
         round_id,
     )
     return [WinnerRow(**dict(r)) for r in rows]
 
 
+async def round_summary(conn: Conn, round_id: UUID) -> RoundSummary:
+    row = await conn.fetchrow(
+        """
+        SELECT count(DISTINCT participant_id) AS participants, count(*) AS attempts,
+               count(DISTINCT participant_id) FILTER (WHERE counts AND correct = total) AS all_correct
+        FROM results WHERE round_id = $1
+        """,
+        round_id,
+    )
+    return RoundSummary(row["participants"], row["attempts"], row["all_correct"])
+
+
 async def round_winners(conn: Conn, round_id: UUID) -> RoundWinners | None:
     row = await conn.fetchrow(
-        "SELECT contest_title, round_title, finalised_at, announced_at FROM rounds WHERE round_id = $1", round_id
+        "SELECT contest_id, contest_title, round_title, finalised_at, announced_at FROM rounds WHERE round_id = $1",
+        round_id,
     )
     if row is None:
         return None
     status = _status(row)
     winners = await _winner_rows(conn, round_id) if status != "pending" else []
-    return RoundWinners(round_id, row["contest_title"], row["round_title"], status, winners)
+    return RoundWinners(round_id, row["contest_title"], row["round_title"], status, winners, row["contest_id"])
 
 
 AnnounceOutcome = Literal["announced", "unknown_round", "not_final", "already_announced"]
@@ -452,7 +594,7 @@ async def announce_with_outbox(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             """
-            SELECT contest_title, round_title, finalised_at, announced_at FROM rounds
+            SELECT contest_id, contest_title, round_title, finalised_at, announced_at FROM rounds
             WHERE round_id = $1 FOR UPDATE
             """,
             round_id,
@@ -465,7 +607,242 @@ async def announce_with_outbox(
         if status == "announced":
             return "already_announced"
         await conn.execute("UPDATE rounds SET announced_at = now() WHERE round_id = $1", round_id)
-        winners = RoundWinners(round_id, row["contest_title"], row["round_title"], "announced",
-                               await _winner_rows(conn, round_id))
+        winners = RoundWinners(
+            round_id, row["contest_title"], row["round_title"], "announced", await _winner_rows(conn, round_id),
+            row["contest_id"], await round_summary(conn, round_id),
+        )
         await outbox.add_events(conn, [announced_event(winners)])
     return "announced"
+
+
+# --- reports ---------------------------------------------------------------------------
+
+# Every unit with each unit of its subtree (itself included). UNION, not UNION ALL: a
+# cycle in bad data ends the walk instead of looping.
+_CLOSURE = """
+    closure AS (
+        SELECT id AS ancestor, id AS unit_id FROM units
+        UNION
+        SELECT c.ancestor, u.id FROM closure c JOIN units u ON u.parent_id = c.unit_id
+    )
+"""
+
+
+async def unit_participation(conn: Conn, round_ids: Sequence[UUID]) -> list[UnitParticipation]:
+    """Every unit's figures over its subtree, in these rounds, in one statement: an
+    entrant counts in the unit their attempt was made from (or, failing that, their
+    registered unit) and in every unit above it."""
+    rows = await conn.fetch(
+        f"""
+        WITH RECURSIVE {_CLOSURE},
+        entrants AS (
+            SELECT coalesce(r.unit_id, p.unit_id) AS unit_id, r.participant_id, count(*) AS attempts
+            FROM results r LEFT JOIN participants p ON p.participant_id = r.participant_id
+            WHERE r.round_id = ANY($1::uuid[])
+            GROUP BY 1, 2
+        ),
+        activity AS (
+            SELECT c.ancestor AS unit_id, count(DISTINCT e.participant_id) AS participants,
+                   sum(e.attempts) AS attempts
+            FROM entrants e JOIN closure c ON c.unit_id = e.unit_id
+            GROUP BY c.ancestor
+        ),
+        sizes AS (
+            SELECT c.ancestor AS unit_id, sum(u.headcount) AS headcount, count(*) AS members
+            FROM closure c JOIN units u ON u.id = c.unit_id
+            GROUP BY c.ancestor
+        )
+        SELECT u.id, u.code, u.name, u.block, u.parent_id, s.headcount,
+               coalesce(a.participants, 0) AS participants, coalesce(a.attempts, 0) AS attempts,
+               s.members = 1 AS is_leaf
+        FROM units u JOIN sizes s ON s.unit_id = u.id LEFT JOIN activity a ON a.unit_id = u.id
+        ORDER BY u.code, u.id
+        """,
+        list(round_ids),
+    )
+    return [
+        UnitParticipation(r["id"], r["code"], r["name"], r["block"], r["parent_id"], int(r["headcount"]),
+                          int(r["participants"]), int(r["attempts"]), r["is_leaf"])
+        for r in rows
+    ]
+
+
+async def subtree(conn: Conn, unit_id: UUID) -> set[UUID]:
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE tree AS (
+            SELECT id FROM units WHERE id = $1
+            UNION
+            SELECT u.id FROM units u JOIN tree t ON u.parent_id = t.id
+        )
+        SELECT id FROM tree
+        """,
+        unit_id,
+    )
+    return {r["id"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFigures:
+    """Entries (a participant's best counting attempt in a round) by (correct, total),
+    and the distinct participants and attempts submitted."""
+
+    by_score: dict[tuple[int, int], int]
+    participants: int
+    attempts: int
+
+
+async def entry_figures(conn: Conn, round_ids: Sequence[UUID], units: Sequence[UUID] | None) -> EntryFigures:
+    """In these rounds; only entrants of these units when given (a coordinator's subtree)."""
+    rows = await conn.fetch(
+        """
+        WITH scoped AS (
+            SELECT r.round_id, r.participant_id, r.correct, r.total, r.counts, r.duration_ms, r.submitted_at,
+                   r.attempt_number, r.attempt_id
+            FROM results r LEFT JOIN participants p ON p.participant_id = r.participant_id
+            WHERE r.round_id = ANY($1::uuid[])
+              AND ($2::uuid[] IS NULL OR coalesce(r.unit_id, p.unit_id) = ANY($2::uuid[]))
+        ),
+        best AS (
+            SELECT DISTINCT ON (round_id, participant_id) correct, total FROM scoped WHERE counts
+            ORDER BY round_id, participant_id, correct DESC, duration_ms, submitted_at, attempt_number, attempt_id
+        )
+        SELECT correct, total, count(*) AS entries, NULL::bigint AS participants, NULL::bigint AS attempts
+        FROM best GROUP BY correct, total
+        UNION ALL
+        SELECT NULL, NULL, NULL, count(DISTINCT participant_id), count(*) FROM scoped
+        """,
+        list(round_ids),
+        None if units is None else list(units),
+    )
+    totals = next(r for r in rows if r["correct"] is None)
+    return EntryFigures(
+        {(r["correct"], r["total"]): r["entries"] for r in rows if r["correct"] is not None},
+        totals["participants"],
+        totals["attempts"],
+    )
+
+
+# --- collective rules, nudges ----------------------------------------------------------
+
+async def collective_rules(conn: Conn, contest_id: UUID) -> list[domain.MinRate] | None:
+    raw = await conn.fetchval("SELECT min_rates FROM collective_rules WHERE contest_id = $1", contest_id)
+    if raw is None:
+        return None
+    return [domain.MinRate(r["min_headcount"], r["max_headcount"], r["min_rate"]) for r in raw]
+
+
+async def set_collective_rules(conn: Conn, contest_id: UUID, rules: Sequence[domain.MinRate]) -> None:
+    await conn.execute(
+        """
+        INSERT INTO collective_rules (contest_id, min_rates) VALUES ($1, $2)
+        ON CONFLICT (contest_id) DO UPDATE SET min_rates = EXCLUDED.min_rates, updated_at = now()
+        """,
+        contest_id,
+        [{"min_headcount": r.min_headcount, "max_headcount": r.max_headcount, "min_rate": r.min_rate} for r in rules],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeSchedule:
+    contest_id: UUID
+    target_rate: float
+    times_local: list[str]
+    round_id: UUID | None
+    enabled: bool
+
+
+async def nudge_schedule(conn: Conn, contest_id: UUID) -> NudgeSchedule | None:
+    row = await conn.fetchrow(
+        "SELECT contest_id, target_rate, times_local, round_id, enabled FROM nudge_schedules WHERE contest_id = $1",
+        contest_id,
+    )
+    return NudgeSchedule(**dict(row)) if row else None
+
+
+async def enabled_nudge_schedules(conn: Conn) -> list[NudgeSchedule]:
+    rows = await conn.fetch(
+        "SELECT contest_id, target_rate, times_local, round_id, enabled FROM nudge_schedules WHERE enabled"
+    )
+    return [NudgeSchedule(**dict(r)) for r in rows]
+
+
+async def set_nudge_schedule(conn: Conn, schedule: NudgeSchedule) -> None:
+    await conn.execute(
+        """
+        INSERT INTO nudge_schedules (contest_id, target_rate, times_local, round_id, enabled)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (contest_id) DO UPDATE SET target_rate = EXCLUDED.target_rate,
+            times_local = EXCLUDED.times_local, round_id = EXCLUDED.round_id, enabled = EXCLUDED.enabled,
+            updated_at = now()
+        """,
+        schedule.contest_id, schedule.target_rate, schedule.times_local, schedule.round_id, schedule.enabled,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeRecord:
+    nudge_id: UUID
+    units: int
+
+
+async def nudge_by_key(conn: Conn, contest_id: UUID, idempotency_key: str) -> NudgeRecord | None:
+    row = await conn.fetchrow(
+        "SELECT nudge_id, units FROM nudges WHERE contest_id = $1 AND idempotency_key = $2",
+        contest_id, idempotency_key,
+    )
+    return NudgeRecord(row["nudge_id"], row["units"]) if row else None
+
+
+async def insert_nudge_with_outbox(
+    conn: asyncpg.Connection,
+    *,
+    nudge_id: UUID,
+    contest_id: UUID,
+    round_id: UUID | None,
+    target_rate: float,
+    units: int,
+    origin: Literal["organiser", "schedule"],
+    idempotency_key: str | None,
+    event: Event | None,
+) -> NudgeRecord:
+    """Record the nudge and queue its event in the caller's transaction. With an
+    Idempotency-Key already used for the contest, nothing is written and the first
+    nudge is answered (a concurrent twin waits here for the first one's commit)."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO nudges (nudge_id, contest_id, round_id, target_rate, units, origin, idempotency_key)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (contest_id, idempotency_key) DO NOTHING
+        RETURNING nudge_id, units
+        """,
+        nudge_id, contest_id, round_id, target_rate, units, origin, idempotency_key,
+    )
+    if row is None:
+        first = await nudge_by_key(conn, contest_id, idempotency_key or "")
+        assert first is not None  # the conflicting row exists: our insert waited for its commit
+        return first
+    if event is not None:
+        await outbox.add_events(conn, [event])
+    return NudgeRecord(row["nudge_id"], row["units"])
+
+
+async def claim_nudge_slot(conn: asyncpg.Connection, contest_id: UUID, local_date: Any, time_local: str) -> bool:
+    """Take the slot for this transaction; False when another worker (or an earlier run)
+    has decided it. A concurrent claim waits for ours to commit or roll back."""
+    claimed = await conn.fetchval(
+        """
+        INSERT INTO nudge_slots (contest_id, local_date, time_local) VALUES ($1, $2, $3)
+        ON CONFLICT DO NOTHING RETURNING true
+        """,
+        contest_id, local_date, time_local,
+    )
+    return bool(claimed)
+
+
+async def set_slot_nudge(conn: asyncpg.Connection, contest_id: UUID, local_date: Any, time_local: str,
+                         nudge_id: UUID) -> None:
+    await conn.execute(
+        "UPDATE nudge_slots SET nudge_id = $4 WHERE contest_id = $1 AND local_date = $2 AND time_local = $3",
+        contest_id, local_date, time_local, nudge_id,
+    )

@@ -1,10 +1,14 @@
 """`python -m services.scoring.worker`: the scoring consumer (DESIGN.md "The submit path").
 
 Scores attempt.submitted in batches against the answer key round.opened brought, keeps
-the copies of participants, units and rounds it needs, and finalises a round (ranking,
-prediction truth, prizes) once round.closed has come and every attempt it counted is
-scored. Every handler is idempotent; one that needs an event not yet arrived raises,
-and the bus brings its events back later.
+the copies of participants, units and rounds it needs, and finalises a round (ranking
+per group, prediction truth, prizes) once round.closed has come and every attempt it
+counted is scored. Every handler is idempotent; one that needs an event not yet arrived
+raises, and the bus brings its events back later.
+
+Beside the consumer a clock loop runs every `scoring_clock_interval_s`: it sends the
+scheduled participation nudges whose time has come (each slot once, across restarts and
+replicas) and rebuilds the boards units.changed asked for.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -34,8 +39,8 @@ from services.core.events import (
 )
 from services.core.logs import configure_logging
 from services.core.process import stop_on_signals
-from services.scoring import domain, store
-from services.scoring.leaderboards import Leaderboards, placement
+from services.scoring import domain, nudges, store
+from services.scoring.leaderboards import Leaderboards, board_writes, rebuild_rounds
 from services.scoring.settings import ScoringSettings
 
 log = logging.getLogger("services.scoring.worker")
@@ -68,6 +73,11 @@ class PredictionIn(_Payload):
     target: domain.PredictionTarget
 
 
+class GroupIn(_Payload):
+    code: str = Field(min_length=1)
+    name: str = ""
+
+
 class RoundOpened(_Payload):
     round_id: UUID
     contest_id: UUID
@@ -86,6 +96,11 @@ class RoundOpened(_Payload):
     prizes: list[PrizeIn] = Field(default_factory=list)
     prediction: PredictionIn | None = None
     answer_key: dict[str, list[str]]
+    # Since issue 3; optional so that a round.opened from before still parses.
+    groups: list[GroupIn] = Field(default_factory=list)
+    group_prizes: dict[str, list[PrizeIn]] | None = None
+    require_all_answered: bool = False
+    freeze_s: int = Field(default=0, ge=0)
 
     @field_validator("answer_key", mode="before")
     @classmethod
@@ -99,8 +114,10 @@ class RoundOpened(_Payload):
         rules = self.model_dump(
             mode="json",
             include={"contest_slug", "round_number", "question_count", "time_limit_s", "grace_s", "max_attempts",
-                     "tie_break", "prize_scope", "prizes", "prediction"},
+                     "tie_break", "prize_scope", "prizes", "prediction", "groups", "group_prizes",
+                     "require_all_answered", "freeze_s"},
         )
+        domain.RoundRules.from_mapping(rules)  # a group named twice is refused here, not at the end
         return store.OpenedRound(
             self.round_id, self.contest_id, self.contest_title, self.round_title, self.opens_at, self.closes_at,
             rules, self.answer_key,
@@ -141,6 +158,8 @@ class AttemptSubmitted(_Payload):
     question_ids: list[str] = Field(max_length=domain.MAX_CORRECT)
     answers: dict[str, list[str]] = Field(default_factory=dict)
     prediction: int | None = None
+    # Since issue 3 quiz may say it; computed from answers and question_ids when absent.
+    answered_all: bool | None = None
 
     @field_validator("question_ids", mode="before")
     @classmethod
@@ -180,10 +199,26 @@ def _scored_event(round_id: UUID, result: domain.Result, correlation_id: str) ->
 
 # --- the handlers ----------------------------------------------------------------------
 
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class ScoringConsumer:
-    def __init__(self, pool: asyncpg.Pool, boards: Leaderboards) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        boards: Leaderboards,
+        *,
+        clock: Clock = _utc_now,
+        nudge_lateness: timedelta = timedelta(hours=1),
+    ) -> None:
         self.pool = pool
         self.boards = boards
+        self.clock = clock
+        self.nudge_lateness = nudge_lateness
         # Answer keys never change once a round is open; keep them for the process's life.
         self._keys: dict[UUID, store.AnswerKey] = {}
 
@@ -198,9 +233,13 @@ class ScoringConsumer:
 
     async def on_round_opened(self, events: list[Event]) -> None:
         for event in events:
-            opened = RoundOpened.model_validate(event.data).stored()
+            payload = RoundOpened.model_validate(event.data)
+            opened = payload.stored()
             await store.upsert_round(self.pool, opened)
-            self._keys[opened.round_id] = store.AnswerKey(opened.round_id, opened.opens_at, opened.answer_key)
+            key = store.AnswerKey.of(opened.round_id, opened.opens_at, opened.closes_at, opened.rules,
+                                     opened.answer_key)
+            self._keys[opened.round_id] = key
+            await self.boards.set_round(opened.round_id, key.freeze_at, [g.code for g in payload.groups])
 
     async def on_participants_registered(self, events: list[Event]) -> None:
         people = [ParticipantRegistered.model_validate(e.data) for e in events]
@@ -222,6 +261,17 @@ class ScoringConsumer:
             applied = await store.replace_units(conn, units, newest.occurred_at)
         if applied:
             await self.boards.replace_unit_names({u.id: u.name for u in units})
+        # Also when this snapshot was not applied: a redelivery after a failed rebuild
+        # must still do the rebuild its first delivery queued.
+        await self.rebuild_pending()
+
+    async def rebuild_pending(self) -> int:
+        """Rebuild the boards of rounds whose entrants' units moved; the number rebuilt."""
+        pending = await store.pending_rebuilds(self.pool)
+        for round_id, requested_at in pending:
+            await rebuild_rounds(self.pool, self.boards, [round_id], now=self.clock())
+            await store.rebuild_done(self.pool, round_id, requested_at)
+        return len(pending)
 
     async def on_attempts_submitted(self, events: list[Event]) -> None:
         submitted = [(AttemptSubmitted.model_validate(e.data), e.correlation_id) for e in events]
@@ -229,7 +279,11 @@ class ScoringConsumer:
         scored: list[tuple[UUID, domain.Result]] = []
         correlation: dict[UUID, str] = {}
         for s, cid in submitted:
-            correct, total = domain.score(s.answers, s.question_ids, keys[s.round_id].answers)
+            key = keys[s.round_id]
+            correct, total = domain.score(s.answers, s.question_ids, key.answers)
+            answered_all = s.answered_all if s.answered_all is not None else domain.answered_all(
+                s.answers, s.question_ids
+            )
             result = domain.Result(
                 attempt_id=s.attempt_id,
                 participant_id=s.participant_id,
@@ -242,6 +296,7 @@ class ScoringConsumer:
                 prediction=s.prediction,
                 unit_id=s.unit_id,
                 group=s.group,
+                counts=domain.entry_counts(key.require_all_answered, answered_all),
             )
             scored.append((s.round_id, result))
             correlation[s.attempt_id] = cid
@@ -261,11 +316,20 @@ class ScoringConsumer:
 
         # Every result of the batch, not only the new ones: if Redis failed after the
         # commit last time, this retry is what puts them on the board.
+        now = self.clock()
+        by_round: dict[UUID, list[domain.Result]] = defaultdict(list)
+        for rid, r in scored:
+            by_round[rid].append(r)
+        writes = {
+            rid: board_writes(rid, keys[rid].opens_at, keys[rid].freeze_at, results, parent_of, now)
+            for rid, results in by_round.items()
+        }
         await self.boards.record(
-            (placement(rid, keys[rid].opens_at, r, parent_of) for rid, r in scored),
+            [p for w in writes.values() for p in w.placements],
             names={s.participant_id: s.name for s, _ in submitted if s.name},
             units_of={s.participant_id: s.unit_id for s, _ in submitted if s.unit_id is not None},
             overwrite=False,
+            freeze_first=[rid for rid, w in writes.items() if w.freeze_first],
         )
         await self.finalise_ready(list(keys))
 
@@ -274,7 +338,11 @@ class ScoringConsumer:
             closed = RoundClosed.model_validate(event.data)
             if not await store.close_round(self.pool, closed.round_id, closed.closed_at, closed.submitted_count):
                 raise UnknownRound(f"round {closed.round_id} closed before scoring saw it open")
-            await self.finalise_if_complete(closed.round_id)
+            if not await self.finalise_if_complete(closed.round_id) and await store.is_final(
+                self.pool, closed.round_id
+            ):
+                # Final already: make sure the boards know (a redelivery after Redis failed).
+                await self.boards.mark_final(closed.round_id)
 
     async def _answer_keys(self, round_ids: set[UUID]) -> dict[UUID, store.AnswerKey]:
         missing = [rid for rid in round_ids if rid not in self._keys]
@@ -300,21 +368,42 @@ class ScoringConsumer:
             if pending is None or not pending.complete:
                 return False
             rules = domain.RoundRules.from_mapping(pending.rules)
+            # Counting entries only; the truth is the whole round's (the question asks
+            # about the round), whatever the groups.
             best = await store.best_attempts(conn, round_id)
             truth = domain.prediction_truth(rules.prediction_target, best)
-            ranking = domain.final_ranking(best, rules.tie_break, truth)
+            standings = domain.final_standings(best, rules, truth)
             ineligible = (
                 await store.contest_winners(conn, pending.contest_id, except_round=round_id)
                 if rules.prize_scope == "contest"
                 else set()
             )
-            winners = domain.allocate_prizes(ranking, rules.prizes, ineligible)
+            winners = domain.award_prizes(standings, rules, ineligible)
             await store.save_final(conn, round_id, truth, winners)
+        await self.boards.mark_final(round_id)
         log.info(
             "round finalised",
-            extra={"round_id": str(round_id), "entrants": len(ranking), "winners": len(winners), "truth": truth},
+            extra={"round_id": str(round_id), "entrants": len(best), "winners": len(winners), "truth": truth},
         )
         return True
+
+    # --- the clock loop -------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One pass of the clock loop: due nudges, then pending board rebuilds."""
+        await nudges.send_scheduled(self.pool, self.clock(), self.nudge_lateness)
+        await self.rebuild_pending()
+
+    async def keep_time(self, stop: asyncio.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:  # the next pass tries again; a slot is only taken with its nudge
+                log.exception("clock pass failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
 
 
 # --- composition root ------------------------------------------------------------------
@@ -332,14 +421,20 @@ async def main() -> None:
     )
     await bus.connect()
     log.info("scoring worker started", extra={"batch_size": settings.scoring_batch_size})
+    consumer = ScoringConsumer(
+        pool, Leaderboards(redis), nudge_lateness=timedelta(seconds=settings.scoring_nudge_lateness_s)
+    )
+    clock = asyncio.create_task(consumer.keep_time(stop, settings.scoring_clock_interval_s))
     try:
         await bus.consume(
-            ScoringConsumer(pool, Leaderboards(redis)).handlers(),
+            consumer.handlers(),
             batch_size=settings.scoring_batch_size,
             batch_wait_s=settings.scoring_batch_wait_s,
             stop=stop,
         )
     finally:
+        stop.set()
+        await clock
         await bus.close()
         await redis.aclose()
         await pool.close()

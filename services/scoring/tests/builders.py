@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,11 +64,17 @@ def attempt_submitted(
     unit_id: uuid.UUID | None = None,
     group: str | None = None,
     attempt_id: uuid.UUID | None = None,
+    submitted_at: datetime | None = None,
+    answers: dict[str, list[str]] | None = None,
+    answered_all: bool | None = None,
 ) -> Event:
-    submitted_at = OPENS_AT + timedelta(seconds=submitted_after_s)
+    """`answered_all` is left out of the event unless given (quiz before issue 3)."""
+    submitted_at = submitted_at or OPENS_AT + timedelta(seconds=submitted_after_s)
+    extra: dict[str, Any] = {} if answered_all is None else {"answered_all": answered_all}
     return Event(
         ATTEMPT_SUBMITTED,
         {
+            **extra,
             "attempt_id": str(attempt_id or uuid.uuid4()),
             "round_id": str(round_id),
             "participant_id": str(participant_id),
@@ -78,7 +85,7 @@ def attempt_submitted(
             "started_at": (submitted_at - timedelta(seconds=duration_s)).isoformat(),
             "submitted_at": submitted_at.isoformat(),
             "question_ids": QUESTIONS,
-            "answers": answers_with(correct),
+            "answers": answers if answers is not None else answers_with(correct),
             "prediction": prediction,
         },
     )
@@ -112,11 +119,18 @@ def participant_registered(
     )
 
 
-def units_changed(units: list[tuple[uuid.UUID, str, uuid.UUID | None]], occurred_at: datetime | None = None) -> Event:
+def units_changed(
+    units: Sequence[tuple[uuid.UUID, str, uuid.UUID | None] | dict[str, Any]],
+    occurred_at: datetime | None = None,
+) -> Event:
+    """Units as (id, name, parent) with code from the name, block "Cơ quan hành chính"
+    and headcount 50; or as full dicts (id, code, name, parent_id, block, headcount)."""
     payload = [
-        {"id": str(uid), "code": name[:8].upper(), "name": name, "parent_id": str(parent) if parent else None,
+        {"id": str(u[0]), "code": u[1][:8].upper(), "name": u[1], "parent_id": str(u[2]) if u[2] else None,
          "block": "Cơ quan hành chính", "headcount": 50}
-        for uid, name, parent in units
+        if isinstance(u, tuple)
+        else {**u, "id": str(u["id"]), "parent_id": str(u["parent_id"]) if u.get("parent_id") else None}
+        for u in units
     ]
     if occurred_at is None:
         return Event(UNITS_CHANGED, {"units": payload})

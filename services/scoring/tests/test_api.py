@@ -38,7 +38,8 @@ async def test_attempt_result_pending_scored_and_hidden_from_others(
         url = f"/api/attempts/{mine.data['attempt_id']}/result"
         r = await client.get(url, headers=_auth(make_token(id=me)))
         assert r.status_code == 200
-        assert r.json() == {"status": "scored", "correct": 7, "total": 10, "duration_ms": 250_000, "rank": 2}
+        assert r.json() == {"status": "scored", "correct": 7, "total": 10, "duration_ms": 250_000, "rank": 2,
+                            "counts": True}
 
         r = await client.get(url, headers=_auth(make_token(id=rival)))
         assert r.status_code == 404
@@ -46,7 +47,8 @@ async def test_attempt_result_pending_scored_and_hidden_from_others(
 
         r = await client.get(f"/api/attempts/{uuid.uuid4()}/result", headers=_auth(make_token(id=me)))
         assert r.status_code == 200
-        assert r.json() == {"status": "pending", "correct": None, "total": None, "duration_ms": None, "rank": None}
+        assert r.json() == {"status": "pending", "correct": None, "total": None, "duration_ms": None, "rank": None,
+                            "counts": None}
 
         assert (await client.get(url)).status_code == 401
         assert (await client.get(url, headers=_auth(make_token(role="organiser")))).status_code == 403
@@ -92,7 +94,9 @@ async def test_leaderboard_order_fields_filters_and_limits(
                  "correct": 9, "duration_ms": 200_000},
                 {"rank": 4, "participant_id": str(dung), "name": "Võ Dũng", "unit": None,
                  "correct": 3, "duration_ms": 300_000},
-            ]
+            ],
+            "frozen": False,
+            "frozen_at": None,
         }
 
         def ids(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -104,7 +108,9 @@ async def test_leaderboard_order_fields_filters_and_limits(
             str(chi), str(binh), str(an)
         ]
         assert ids(await client.get(f"/api/rounds/{round_id}/leaderboard?group=cbcc")) == [str(chi), str(an)]
-        assert (await client.get(f"/api/rounds/{uuid.uuid4()}/leaderboard")).json() == {"entries": []}
+        assert (await client.get(f"/api/rounds/{uuid.uuid4()}/leaderboard")).json() == {
+            "entries": [], "frozen": False, "frozen_at": None
+        }
 
         for query in ("limit=0", "limit=101", "unit_id=x", f"unit_id={ward}&group=cbcc"):
             r = await client.get(f"/api/rounds/{round_id}/leaderboard?{query}")
@@ -121,7 +127,7 @@ async def test_my_standing(app, consumer: ScoringConsumer, make_token: Token) ->
     )
     async with running_app(app) as client:
         r = await client.get(f"/api/rounds/{round_id}/leaderboard/me", headers=_auth(make_token(id=me)))
-        assert r.json() == {"rank": 2, "correct": 6, "duration_ms": 42_000}
+        assert r.json() == {"rank": 2, "correct": 6, "duration_ms": 42_000, "unit_rank": None, "group_rank": None}
 
         r = await client.get(f"/api/rounds/{round_id}/leaderboard/me", headers=_auth(make_token()))
         assert r.status_code == 404
@@ -155,8 +161,10 @@ async def test_winners_and_their_announcement(
 
         await consumer.on_rounds_closed([ev.round_closed(round_id, submitted_count=2)])
         expected = [
-            {"rank": 1, "participant_id": str(an), "name": "Trần Văn An", "unit": "Xã Tân Lập", "prize": "Giải Nhất"},
-            {"rank": 2, "participant_id": str(binh), "name": "Lê Thị Bình", "unit": "Xã Tân Lập", "prize": "Giải Nhì"},
+            {"rank": 1, "participant_id": str(an), "name": "Trần Văn An", "unit": "Xã Tân Lập", "prize": "Giải Nhất",
+             "group": None},
+            {"rank": 2, "participant_id": str(binh), "name": "Lê Thị Bình", "unit": "Xã Tân Lập", "prize": "Giải Nhì",
+             "group": None},
         ]
         assert (await client.get(f"/api/rounds/{round_id}/winners")).json() == {"status": "final", "winners": expected}
 
@@ -176,13 +184,15 @@ async def test_winners_and_their_announcement(
         data = orjson.loads(bodies[0]["body"])["data"]
         assert data == {
             "round_id": str(round_id),
+            "contest_id": str(uuid.UUID(int=1)),
             "contest_title": "Tìm hiểu pháp luật năm 2025",
             "round_title": "Tuần 1",
+            "summary": {"participants": 2, "attempts": 2, "all_correct": 1},
             "winners": [
                 {"participant_id": str(an), "name": "Trần Văn An", "rank": 1, "prize": "Giải Nhất", "correct": 10,
-                 "duration_ms": 300_000},
+                 "duration_ms": 300_000, "group": None},
                 {"participant_id": str(binh), "name": "Lê Thị Bình", "rank": 2, "prize": "Giải Nhì", "correct": 9,
-                 "duration_ms": 300_000},
+                 "duration_ms": 300_000, "group": None},
             ],
         }
 

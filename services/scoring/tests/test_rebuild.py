@@ -19,8 +19,11 @@ async def _snapshot(redis: Redis) -> dict[bytes, object]:
     """Every key of the service's Redis database with its content."""
     state: dict[bytes, object] = {}
     async for key in redis.scan_iter(match="scoring:*"):
-        if await redis.type(key) == b"zset":
+        kind = await redis.type(key)
+        if kind == b"zset":
             state[key] = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == b"set":
+            state[key] = await redis.smembers(key)
         else:
             state[key] = await redis.hgetall(key)
     return state
@@ -48,7 +51,9 @@ async def test_rebuild_restores_every_board_exactly(
 ) -> None:
     await _two_rounds(consumer)
     before = await _snapshot(redis)
-    assert len(before) == 2 * 4 + 3  # per round: round, city, ward, group "dan"; three hashes
+    # Per round: boards of the round, city, ward, group "dan", the board index and the
+    # round's meta; three name hashes.
+    assert len(before) == 2 * 6 + 3
     await redis.flushdb()
 
     report = await rebuild_leaderboards(pool, boards)
@@ -61,16 +66,20 @@ async def test_rebuild_follows_a_changed_unit_tree_and_can_take_one_round(
     consumer: ScoringConsumer, pool: asyncpg.Pool, boards: Leaderboards, redis: Redis
 ) -> None:
     week1, week2, city, ward = await _two_rounds(consumer)
-    # The ward moves out from under the city.
-    await consumer.on_units_changed([ev.units_changed([(city, "Thành phố", None), (ward, "Phường 1", None)])])
     await redis.zadd(board_key(week1), {"not-a-participant": 1})
+    await redis.zadd(board_key(week2), {"not-a-participant": 1})
 
     await rebuild_leaderboards(pool, boards, week1)
 
-    assert not await redis.exists(board_key(week1, unit_id=city))
-    assert await redis.zcard(board_key(week1, unit_id=ward)) == 5
     assert await redis.zscore(board_key(week1), "not-a-participant") is None
-    assert await redis.zcard(board_key(week2, unit_id=city)) == 5  # the other round untouched
+    assert await redis.zscore(board_key(week2), "not-a-participant") == 1  # the other round untouched
+
+    # The ward moves out from under the city: units.changed rebuilds both rounds itself.
+    await consumer.on_units_changed([ev.units_changed([(city, "Thành phố", None), (ward, "Phường 1", None)])])
+    for week in (week1, week2):
+        assert not await redis.exists(board_key(week, unit_id=city))
+        assert await redis.zcard(board_key(week, unit_id=ward)) == 5
+    assert await pool.fetchval("SELECT count(*) FROM pending_rebuilds") == 0
 
 
 async def test_the_cli_command(

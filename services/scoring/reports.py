@@ -1,0 +1,152 @@
+"""The organisers' participation report (DESIGN.md "Reports organisers publish"): per
+unit participants, attempts and rate, units at 100 %, score bands, all-correct entries,
+top units; as data, CSV and XLSX.
+
+Figures of a unit cover its whole subtree: a district's row counts its wards' people and
+headcounts (the "Gồm đơn vị trực thuộc" column says which rows are such totals).
+Participants are the distinct people with a submitted attempt, counting or not (who took
+part); score bands and all-correct count entries (each participant's best counting
+attempt in each round).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from services.scoring import domain, store
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+UNIT_COLUMNS = ("Mã đơn vị", "Tên đơn vị", "Khối", "Biên chế", "Số người dự thi", "Lượt thi", "Tỷ lệ (%)",
+                "Gồm đơn vị trực thuộc")
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipationReport:
+    contest_id: UUID
+    contest_slug: str | None
+    contest_title: str
+    round: store.RoundInfo | None
+    units: list[domain.UnitParticipation]
+    score_bands: list[domain.ScoreBand]
+    all_correct: int
+    participants: int
+    attempts: int
+    top_units: list[domain.UnitParticipation]
+    generated_at: datetime
+
+    @property
+    def units_complete(self) -> int:
+        return sum(1 for u in self.units if u.complete)
+
+
+async def participation_report(
+    conn: store.Conn,
+    rounds: list[store.RoundInfo],
+    chosen: store.RoundInfo | None,
+    visible_units: set[UUID] | None,
+    now: datetime,
+) -> ParticipationReport:
+    """`chosen` round, or the whole contest so far; only `visible_units` (a coordinator's
+    subtree) when given."""
+    scope = [chosen.round_id] if chosen is not None else [r.round_id for r in rounds]
+    units = await store.unit_participation(conn, scope)
+    if visible_units is not None:
+        units = [u for u in units if u.unit_id in visible_units]
+    figures = await store.entry_figures(conn, scope, None if visible_units is None else sorted(visible_units))
+    bands, all_correct = domain.score_bands(figures.by_score)
+    contest = rounds[-1]
+    return ParticipationReport(
+        contest_id=contest.contest_id,
+        contest_slug=contest.contest_slug,
+        contest_title=contest.contest_title,
+        round=chosen,
+        units=units,
+        score_bands=bands,
+        all_correct=all_correct,
+        participants=figures.participants,
+        attempts=figures.attempts,
+        top_units=domain.top_units(units),
+        generated_at=now,
+    )
+
+
+def percent(unit: domain.UnitParticipation) -> float | None:
+    rate = unit.rate
+    return None if rate is None else round(rate * 100, 1)
+
+
+def _unit_row(unit: domain.UnitParticipation) -> list[object]:
+    return [unit.code, unit.name, unit.block, unit.headcount, unit.participants, unit.attempts, percent(unit),
+            "Không" if unit.is_leaf else "Có"]
+
+
+def file_name(report: ParticipationReport, extension: str) -> str:
+    """ASCII, so every browser keeps it: `tham-gia-<contest>[-vong-<n>].<ext>`."""
+    contest = report.contest_slug or str(report.contest_id)
+    part = ""
+    if report.round is not None:
+        part = f"-vong-{report.round.round_number}" if report.round.round_number is not None else (
+            f"-{report.round.round_id}")
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in contest)
+    return f"tham-gia-{safe}{part}.{extension}"
+
+
+def to_csv(report: ParticipationReport) -> bytes:
+    """The per-unit table; UTF-8 with a byte order mark so that Excel shows Vietnamese."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(UNIT_COLUMNS)
+    for unit in report.units:
+        writer.writerow(["" if v is None else v for v in _unit_row(unit)])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def to_xlsx(report: ParticipationReport) -> bytes:
+    """A sheet per section: summary, units, score bands, top units."""
+    book = Workbook()
+    bold = Font(bold=True)
+
+    summary = book.active
+    summary.title = "Tổng hợp"
+    rows: list[tuple[str, object]] = [
+        ("Cuộc thi", report.contest_title),
+        ("Vòng thi", report.round.round_title if report.round is not None else "Tất cả các vòng đến nay"),
+        ("Số người dự thi", report.participants),
+        ("Lượt thi", report.attempts),
+        ("Số đơn vị đạt 100%", report.units_complete),
+        ("Số bài đúng tất cả", report.all_correct),
+        ("Thời điểm lập báo cáo (UTC)", report.generated_at.replace(tzinfo=None)),
+    ]
+    for label, value in rows:
+        summary.append([label, value])
+        summary.cell(summary.max_row, 1).font = bold
+
+    units = book.create_sheet("Đơn vị")
+    units.append(list(UNIT_COLUMNS))
+    for unit in report.units:
+        units.append(_unit_row(unit))
+
+    bands = book.create_sheet("Phổ điểm")
+    bands.append(["Số câu đúng", "Số bài"])
+    for band in report.score_bands:
+        bands.append([band.label, band.entries])
+
+    top = book.create_sheet("Đơn vị dẫn đầu")
+    top.append(["Hạng", *UNIT_COLUMNS])
+    for rank, unit in enumerate(report.top_units, start=1):
+        top.append([rank, *_unit_row(unit)])
+
+    for sheet in (units, bands, top):
+        for cell in sheet[1]:
+            cell.font = bold
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
