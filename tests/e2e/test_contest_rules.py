@@ -24,6 +24,8 @@ GROUPS = {
     "cong_chuc": ("Cán bộ, công chức", ["cai_cach_hanh_chinh", "dich_vu_cong", "chuyen_doi_so"]),
     "nhan_dan": ("Nhân dân", ["do_thi", "moi_truong", "cong_dan"]),
 }
+# 7 + 7 + 6 = 20 questions from each group's three topics.
+TOPIC_QUOTAS = {t: n for _, topics in GROUPS.values() for t, n in zip(topics, (7, 7, 6), strict=True)}
 PRIZES = [{"name": "Giải Nhất", "count": 1}, {"name": "Giải Nhì", "count": 2},
           {"name": "Giải Ba", "count": 3}, {"name": "Giải Khuyến khích", "count": 10}]
 
@@ -66,7 +68,7 @@ def _contest(org: Organiser, slug: str) -> tuple[str, list[str]]:
             "question_count": 20, "time_limit_s": 900, "grace_s": 30, "max_attempts": 3,
             "prediction": {"text": "Có bao nhiêu người tham gia tuần này?", "target": "participants"},
             "prizes": PRIZES,
-            "quotas": {"topics": {t: n for topics in (g[1] for g in GROUPS.values()) for t, n in zip(topics, (7, 7, 6))}},
+            "quotas": {"topics": TOPIC_QUOTAS},
         }
         made = org.post(f"/api/admin/contests/{contest_id}/rounds", json=body)
         assert made.status_code == 201, made.text
