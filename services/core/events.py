@@ -33,7 +33,7 @@ CODE_REQUESTED = "code.requested"
 # unroutable. Each worker's handlers must match its row (a test checks this).
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "scoring": (ROUND_OPENED, ATTEMPT_SUBMITTED, PARTICIPANT_REGISTERED, UNITS_CHANGED, ROUND_CLOSED),
-    "notify": (PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED),  # issue 5 adds its new events here
+    "notify": (PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED, PARTICIPATION_NUDGE, CODE_REQUESTED),
 }
 
 

@@ -17,6 +17,8 @@ router = APIRouter(tags=["notifications"])
 
 class DeliveryOut(BaseModel):
     id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
     channel: str
     recipient: str
     template: str
@@ -41,12 +43,23 @@ async def list_notifications(
     db: Db,
     status: domain.DeliveryStatus | None = None,
     recipient: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
+    channel: domain.Channel | None = None,
+    template: Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[a-z_]+$")] = None,
+    event_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DeliveryOut]:
-    """The delivery log, newest first."""
+    """The delivery log, newest first; every filter given must match (`template`: winner,
+    signup, code, nudge, organiser_summary)."""
     records = await store.list_deliveries(
-        db, status=status, recipient=recipient.strip() if recipient else None, limit=limit, offset=offset
+        db,
+        status=status,
+        recipient=recipient.strip() if recipient else None,
+        channel=channel,
+        template=template,
+        event_id=event_id,
+        limit=limit,
+        offset=offset,
     )
     return [DeliveryOut.model_validate(r, from_attributes=True) for r in records]
 

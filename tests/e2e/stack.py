@@ -150,6 +150,7 @@ def start_stack(workdir: Path, artifacts: Path) -> Stack:
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
         "NGINX_PREFIX": str(workdir / "nginx"),
+        "DEV_MAIL_DIR": str(workdir / "mail"),  # the console SMS provider writes here
         "VAR_DIR": str(workdir / "var"),
         "GATEWAY_PORT": str(ports["GATEWAY"]),
         **{f"{s.upper()}_PORT": str(ports[s.upper()]) for s in SERVICES},

@@ -1,17 +1,18 @@
-"""Fixtures of the notify tests (see support.py for the SMTP server they start)."""
+"""Fixtures of the notify tests (see support.py for the SMTP and SMS servers they start)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from services.notify.mailer import Mailer
-from services.notify.templating import load_catalog
-from services.notify.tests.support import SenderFactory, SmtpServer, free_port, settings_for
-from services.notify.worker import DeliverySender
+from services.notify.sms import SmsProvider, provider_from_settings
+from services.notify.templating import TemplateCatalog, load_catalog
+from services.notify.tests.support import FakeSmsProvider, SenderFactory, SmtpServer, free_port, settings_for
+from services.notify.worker import DeliverySender, build_sender
 
 
 @pytest.fixture
@@ -32,15 +33,43 @@ async def smtp_down() -> AsyncIterator[SmtpServer]:
 
 
 @pytest.fixture
+def sms() -> Iterator[FakeSmsProvider]:
+    """A running fake SMS provider (HTTP on localhost) that answers 200 unless told otherwise."""
+    provider = FakeSmsProvider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
 async def pool(service_pool: Callable[[str], Awaitable[asyncpg.Pool]]) -> asyncpg.Pool:
     return await service_pool("notify")
 
 
-@pytest.fixture
-def make_sender(pool: asyncpg.Pool) -> SenderFactory:
-    def make(smtp: SmtpServer, **overrides: Any) -> DeliverySender:
-        settings = settings_for(smtp, **overrides)
-        catalog = load_catalog(settings.templates_dir)
-        return DeliverySender(pool, Mailer(settings), catalog, max_attempts=settings.max_send_attempts)
+_catalogs: dict[Path, TemplateCatalog] = {}
 
-    return make
+
+def catalog_of(folder: Path) -> TemplateCatalog:
+    """Loading checks every template (a fraction of a second); once per folder is enough here."""
+    if folder not in _catalogs:
+        _catalogs[folder] = load_catalog(folder)
+    return _catalogs[folder]
+
+
+@pytest.fixture
+async def make_sender(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[SenderFactory]:
+    """`make_sender(smtp, sms=None, **settings)`: a sender mailing through `smtp` and texting
+    through the fake provider `sms`, or with no provider given through the console provider
+    (files in a temporary folder)."""
+    providers: list[SmsProvider] = []
+
+    def make(smtp: SmtpServer, sms: FakeSmsProvider | None = None, **overrides: Any) -> DeliverySender:
+        if sms is None:
+            overrides = {"dev_mail_dir": tmp_path / "mail", **overrides}
+        settings = settings_for(smtp, sms, **overrides)
+        provider = provider_from_settings(settings)
+        providers.append(provider)
+        return build_sender(settings, pool, catalog_of(settings.templates_dir), sms_provider=provider)
+
+    yield make
+    for provider in providers:
+        await provider.aclose()

@@ -21,7 +21,7 @@ from services.notify.tests.support import (
     settings_for,
     winners_announced,
 )
-from services.notify.worker import handlers
+from services.notify.worker import handlers, on_contacts_changed, participant_contact
 
 TokenFactory = Callable[..., str]
 URL = "/api/admin/notifications"
@@ -31,14 +31,22 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def announce_to(pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory, *emails: str) -> None:
-    """Register one winner per address and handle the announcement (failures tolerated)."""
+async def announce_to(
+    pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory, *emails: str, with_phone: bool = False
+) -> uuid.UUID:
+    """Register one winner per address (contacts only: no sign-up confirmation) and handle
+    the announcement (failures tolerated); returns the event id."""
     people = [(uuid.uuid4(), email) for email in emails]
     routes = handlers(pool, make_sender(smtp))
-    await routes["participant.registered"]([participant_registered(p, f"Người {e}", e) for p, e in people])
-    await routes["winners.announced"](
-        [winners_announced([(p, f"Người {e}", rank, "Giải Khuyến khích") for rank, (p, e) in enumerate(people, 1)])]
+    registrations = [
+        participant_registered(p, f"Người {e}", e, **({} if with_phone else {"phone": None})) for p, e in people
+    ]
+    await on_contacts_changed(pool, participant_contact, registrations)
+    announced = winners_announced(
+        [(p, f"Người {e}", rank, "Giải Khuyến khích") for rank, (p, e) in enumerate(people, 1)]
     )
+    await routes["winners.announced"]([announced])
+    return announced.id
 
 
 @pytest.mark.usefixtures("test_env")
@@ -66,7 +74,8 @@ async def test_the_log_lists_deliveries_newest_first_with_filters(
     assert len(rows) == 3
     assert rows[0]["recipient"] == "later@example.vn"
     assert set(rows[0]) == {
-        "id", "channel", "recipient", "template", "status", "attempts", "last_error", "created_at", "sent_at"
+        "id", "event_id", "event_type", "channel", "recipient", "template", "status", "attempts", "last_error",
+        "created_at", "sent_at",
     }
     assert (rows[0]["channel"], rows[0]["template"], rows[0]["status"], rows[0]["attempts"]) == (
         "email", "winner", "sent", 1
@@ -79,6 +88,43 @@ async def test_the_log_lists_deliveries_newest_first_with_filters(
     assert len(page.json()) == 1 and page.json()[0]["recipient"] != "later@example.vn"
     assert bad_status.status_code == 422 and bad_status.json()["errors"][0]["field"] == "status"
     assert bad_limit.status_code == 422 and bad_limit.json()["errors"][0]["field"] == "limit"
+
+
+@pytest.mark.usefixtures("test_env")
+async def test_the_log_filters_by_channel_template_and_event(
+    pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory, make_token: TokenFactory
+) -> None:
+    first = await announce_to(pool, smtp, make_sender, "mot@example.vn", "hai@example.vn", with_phone=True)
+    second = await announce_to(pool, smtp, make_sender, "ba@example.vn", with_phone=True)
+    await pool.execute("UPDATE deliveries SET template = 'nudge' WHERE recipient = 'ba@example.vn'")
+    headers = bearer(make_token(role="organiser"))
+
+    async with running_app(create_app(settings_for(smtp))) as client:
+        async def get(**params: str) -> list[dict[str, str]]:
+            response = await client.get(URL, params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            return list(response.json())
+
+        sms = await get(channel="sms")
+        emails_of_first = await get(channel="email", event_id=str(first))
+        nudges = await get(template="nudge")
+        of_second = await get(event_id=str(second))
+        nothing = await get(event_id=str(uuid.uuid4()))
+        bad_channel = await client.get(URL, params={"channel": "fax"}, headers=headers)
+        bad_event = await client.get(URL, params={"event_id": "nope"}, headers=headers)
+        bad_template = await client.get(URL, params={"template": "../x"}, headers=headers)
+
+    assert len(sms) == 3 and {r["channel"] for r in sms} == {"sms"}
+    assert all(r["recipient"].startswith("09") for r in sms)
+    assert sorted(r["recipient"] for r in emails_of_first) == ["hai@example.vn", "mot@example.vn"]
+    assert {r["event_id"] for r in emails_of_first} == {str(first)}
+    assert {r["event_type"] for r in emails_of_first} == {"winners.announced"}
+    assert [r["recipient"] for r in nudges] == ["ba@example.vn"]
+    assert sorted(r["channel"] for r in of_second) == ["email", "sms"]
+    assert nothing == []
+    assert bad_channel.status_code == 422 and bad_channel.json()["errors"][0]["field"] == "channel"
+    assert bad_event.status_code == 422 and bad_event.json()["errors"][0]["field"] == "event_id"
+    assert bad_template.status_code == 422 and bad_template.json()["errors"][0]["field"] == "template"
 
 
 @pytest.mark.usefixtures("test_env")

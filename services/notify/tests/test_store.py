@@ -129,3 +129,100 @@ async def test_list_filters_by_status_and_recipient_newest_first(pool: asyncpg.P
     assert [r.id for r in failed] == [other.id]
     page = await store.list_deliveries(pool, status=None, recipient=None, limit=1, offset=2)
     assert [r.id for r in page] == [older.id]
+
+
+# --- issue 5: staff roles, SMS, Retry-After, expiry, secrets, filters --------------------------
+
+def planned_to(
+    event_id: uuid.UUID, channel: domain.Channel = "sms", recipient: str = "0912345678", template: str = "winner",
+    **kw: object,
+) -> PlannedDelivery:
+    person_id = uuid.uuid4()
+    key = domain.idempotency_key(event_id, person_id, channel)
+    return PlannedDelivery(
+        domain.delivery_id(key), key, event_id, "winners.announced", channel, recipient, person_id, template,
+        {"full_name": "Đỗ Thị Lan", "code": "123456"}, **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_staff_contacts_keep_role_unit_and_locale_and_are_found_by_them(pool: asyncpg.Pool) -> None:
+    unit_a, unit_b = uuid.uuid4(), uuid.uuid4()
+    organiser = Contact(uuid.uuid4(), "staff", "BTC", "btc@example.vn", None, T0, role="organiser", locale="en")
+    coord_a = Contact(uuid.uuid4(), "staff", "A", None, "0971111111", T0, role="coordinator", unit_id=unit_a)
+    coord_b = Contact(uuid.uuid4(), "staff", "B", None, None, T0, role="coordinator", unit_id=unit_b)
+    participant_in_a = Contact(uuid.uuid4(), "participant", "P", None, None, T0, role="coordinator", unit_id=unit_a)
+    await store.upsert_contacts(pool, [organiser, coord_a, coord_b, participant_in_a])
+
+    assert await store.staff_with_role(pool, "organiser") == [organiser]
+    assert await store.coordinators_of_units(pool, [unit_a], "coordinator") == [coord_a]
+    assert {c.person_id for c in await store.coordinators_of_units(pool, [unit_a, unit_b], "coordinator")} == {
+        coord_a.person_id, coord_b.person_id
+    }
+
+    moved = Contact(coord_a.person_id, "staff", "A", None, "0971111111", T0 + timedelta(minutes=1),
+                    role="coordinator", unit_id=unit_b)
+    await store.upsert_contacts(pool, [moved])
+    assert await store.coordinators_of_units(pool, [unit_a], "coordinator") == []
+
+
+async def test_a_code_delivery_has_no_person_and_keeps_its_language_and_expiry(pool: asyncpg.Pool) -> None:
+    event_id = uuid.uuid4()
+    key = domain.idempotency_key(event_id, "request-1", "sms")
+    code = PlannedDelivery(domain.delivery_id(key), key, event_id, "code.requested", "sms", "0912345678", None,
+                           "code", {"code": "1"}, "en", T0)
+    assert await store.insert_planned(pool, [code]) == 1
+    async with pool.acquire() as conn, conn.transaction():
+        locked = await store.lock_if_queued(conn, code.id)
+    assert locked is not None
+    assert (locked.channel, locked.language, locked.expired) == ("sms", "en", True)  # T0 is in the past
+
+
+async def test_a_delivery_held_back_by_retry_after_is_not_due_anywhere(pool: asyncpg.Pool) -> None:
+    event_id = uuid.uuid4()
+    held, ready = planned_to(event_id), planned_to(event_id, recipient="0987654321")
+    await store.insert_planned(pool, [held, ready])
+    async with pool.acquire() as conn:
+        await store.record_attempt(conn, held.id, domain.AttemptOutcome("queued", 1, "HTTP 429", 60))
+        await store.record_attempt(conn, ready.id, domain.AttemptOutcome("queued", 1, "HTTP 500", None))
+        async with conn.transaction():
+            assert await store.lock_if_queued(conn, held.id) is None
+    assert [q.id for q in await store.due_deliveries_of_events(pool, [event_id])] == [ready.id]
+    assert [c.id for c in await store.sweep_candidates(pool, 0, 10)] == [ready.id]
+    assert await store.queued_count_by_channel(pool, [event_id]) == {"sms": 2}  # held still counts as waiting
+    not_before = await pool.fetchval("SELECT not_before - now() FROM deliveries WHERE id = $1", held.id)
+    assert timedelta(seconds=55) < not_before <= timedelta(seconds=60)
+
+    assert await store.requeue(pool, [held.id], ["queued"]) == 1  # a replay forgets the hold
+    assert await pool.fetchval("SELECT not_before FROM deliveries WHERE id = $1", held.id) is None
+
+
+async def test_secrets_leave_the_context_once_sent_and_only_then(pool: asyncpg.Pool) -> None:
+    failing, sent = planned_to(uuid.uuid4()), planned_to(uuid.uuid4())
+    await store.insert_planned(pool, [failing, sent])
+    async with pool.acquire() as conn:
+        await store.record_attempt(conn, failing.id, domain.AttemptOutcome("queued", 1, "x"), ["code"])
+        await store.record_attempt(conn, sent.id, domain.AttemptOutcome("sent", 1, None), ["code"])
+    contexts = {r["id"]: r["context"] for r in await pool.fetch("SELECT id, context FROM deliveries")}
+    assert contexts[failing.id] == {"full_name": "Đỗ Thị Lan", "code": "123456"}
+    assert contexts[sent.id] == {"full_name": "Đỗ Thị Lan"}
+
+
+async def test_list_filters_by_channel_template_and_event(pool: asyncpg.Pool) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    sms = planned_to(first)
+    email = planned_to(first, "email", "a@example.vn")
+    nudge = planned_to(second, "email", "b@example.vn", template="nudge")
+    await store.insert_planned(pool, [sms, email, nudge])
+
+    async def ids(**filters: object) -> set[uuid.UUID]:
+        found = await store.list_deliveries(pool, status=None, recipient=None, limit=10, offset=0, **filters)  # type: ignore[arg-type]
+        return {r.id for r in found}
+
+    assert await ids(channel="sms") == {sms.id}
+    assert await ids(channel="email") == {email.id, nudge.id}
+    assert await ids(template="nudge") == {nudge.id}
+    assert await ids(event_id=first) == {sms.id, email.id}
+    assert await ids(event_id=first, channel="email", template="winner") == {email.id}
+    assert await ids(event_id=uuid.uuid4()) == set()
+    (record,) = await store.list_deliveries(pool, status=None, recipient=None, limit=10, offset=0, channel="sms")
+    assert (record.event_id, record.event_type) == (first, "winners.announced")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.notify import domain
 from services.notify.settings import DEFAULT_TEMPLATES_DIR
 from services.notify.templating import (
     TemplateCatalog,
@@ -39,7 +40,7 @@ def templates_copy(tmp_path: Path) -> Path:
 
 
 def test_the_shipped_templates_load_in_both_languages(catalog: TemplateCatalog) -> None:
-    assert catalog.names == {"winner"}
+    assert catalog.names == {"winner", "signup", "code", "nudge", "organiser_summary"}
     assert catalog.languages == {"vi", "en"}
 
 
@@ -95,7 +96,7 @@ def test_rendering_with_a_missing_value_or_unknown_template_raises(catalog: Temp
     with pytest.raises(TemplateRenderError, match="prize"):
         catalog.render("winner", context)
     with pytest.raises(TemplateRenderError, match="unknown template"):
-        catalog.render("nudge", CONTEXT)
+        catalog.render("newsletter", CONTEXT)
 
 
 def test_sample_context_matches_what_the_domain_builds() -> None:
@@ -130,3 +131,68 @@ def test_a_template_no_notification_uses_makes_loading_fail(templates_copy: Path
 def test_a_missing_folder_makes_loading_fail(tmp_path: Path) -> None:
     with pytest.raises(TemplateCatalogError, match="does not exist"):
         load_catalog(tmp_path / "nowhere")
+
+
+# --- issue 5: every notification, SMS parts, number formats --------------------------------
+
+def test_every_notification_renders_in_both_languages_with_vietnamese_diacritics(catalog: TemplateCatalog) -> None:
+    samples = sample_contexts()
+    vietnamese = {
+        "winner": "Chúc mừng", "signup": "Xác nhận đăng ký", "code": "Mã xác nhận đăng ký",
+        "nudge": "tỷ lệ tham gia", "organiser_summary": "Tổng hợp kết quả",
+    }
+    for name, subject_start in vietnamese.items():
+        vi, en = catalog.render(name, samples[name]), catalog.render(name, samples[name], language="en")
+        assert subject_start in vi.subject, name
+        assert vi.text != en.text and '<html lang="en">' in en.html, name
+
+
+def test_sms_parts_exist_exactly_for_notifications_sent_by_sms(catalog: TemplateCatalog) -> None:
+    samples = sample_contexts()
+    assert catalog.render_sms("winner", samples["winner"]).startswith("Chúc mừng Nguyễn Văn A đạt Giải Nhất")
+    assert "123456" in catalog.render_sms("code", samples["code"], language="en")
+    assert "45/120" in catalog.render_sms("nudge", samples["nudge"])
+    with pytest.raises(TemplateRenderError, match="no SMS template"):
+        catalog.render_sms("signup", samples["signup"])
+
+
+def test_numbers_and_rates_are_written_the_language_s_way(catalog: TemplateCatalog) -> None:
+    context = {**sample_contexts()["nudge"], "participants": 12345, "headcount": 20000, "rate": 0.61725}
+    assert "12.345 / 20.000 người" in catalog.render("nudge", context).text
+    assert "61,7%" in catalog.render("nudge", context).text
+    assert "12,345 of 20,000" in catalog.render("nudge", context, language="en").text
+    assert "61.7%" in catalog.render("nudge", context, language="en").text
+
+
+def test_a_missing_sms_part_makes_loading_fail(templates_copy: Path) -> None:
+    (templates_copy / "en" / "nudge.sms.txt").unlink()
+    with pytest.raises(TemplateCatalogError, match=r"en/nudge\.sms\.txt: missing"):
+        load_catalog(templates_copy)
+
+
+def test_an_sms_part_for_an_email_only_notification_makes_loading_fail(templates_copy: Path) -> None:
+    (templates_copy / "signup.sms.txt").write_text("{{ full_name }}", encoding="utf-8")
+    (templates_copy / "en" / "signup.sms.txt").write_text("{{ full_name }}", encoding="utf-8")
+    with pytest.raises(TemplateCatalogError, match=r"vi/signup\.sms\.txt: not used \(signup is sent by email only\)"):
+        load_catalog(templates_copy)
+
+
+def test_a_notification_without_templates_makes_loading_fail(templates_copy: Path) -> None:
+    for language_folder in (templates_copy, templates_copy / "en"):
+        for path in language_folder.glob("organiser_summary.*"):
+            path.unlink()
+    with pytest.raises(TemplateCatalogError, match="vi/organiser_summary: missing"):
+        load_catalog(templates_copy)
+
+
+def test_an_error_on_the_other_side_of_an_if_is_caught_at_load(templates_copy: Path) -> None:
+    # The sample has no name (the else branch); its variant has one: both sides are rendered.
+    (templates_copy / "code.txt").write_text(
+        "{% if full_name %}{{ full_name }}{% else %}{{ nobody }}{% endif %} {{ code }}", encoding="utf-8"
+    )
+    with pytest.raises(TemplateCatalogError, match=r"vi/code\.txt.*nobody"):
+        load_catalog(templates_copy)
+
+
+def test_sample_contexts_cover_every_notification() -> None:
+    assert set(sample_contexts()) == set(domain.TEMPLATE_CHANNELS)

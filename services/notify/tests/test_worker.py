@@ -1,5 +1,7 @@
-"""The worker's handlers and sweeper against a real SMTP server (aiosmtpd, started here)
-and the real PostgreSQL; one test through a real RabbitMQ bus."""
+"""The worker's handlers and sweeper against a real SMTP server (aiosmtpd, started here),
+a real HTTP server standing in for the SMS provider, and the real PostgreSQL; one test
+through a real RabbitMQ bus. Winner email behaviour here; SMS in test_sms.py, the other
+notifications in test_notifications.py."""
 
 from __future__ import annotations
 
@@ -16,23 +18,40 @@ from services.core.bus import Bus
 from services.core.events import PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED, Event
 from services.notify import domain, store
 from services.notify.tests.support import (
+    FakeSmsProvider,
     SenderFactory,
     SmtpServer,
+    e164,
     from_the_wire,
     participant_registered,
+    phone_of,
     winners_announced,
 )
-from services.notify.worker import DeliveriesPending, DeliverySender, handlers, winners_announcement
+from services.notify.worker import (
+    DeliveriesPending,
+    DeliverySender,
+    handlers,
+    on_contacts_changed,
+    participant_contact,
+    winners_announcement,
+)
 
 
-async def deliveries(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    return {r["recipient"]: r for r in await pool.fetch("SELECT * FROM deliveries")}
+async def deliveries(pool: asyncpg.Pool, channel: str = "email") -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("SELECT * FROM deliveries WHERE channel = $1 AND template = 'winner'", channel)
+    return {r["recipient"]: r for r in rows}
 
 
 async def handle(pool: asyncpg.Pool, sender: DeliverySender, *events: Event) -> None:
     routes = handlers(pool, sender)
     for event in events:
         await routes[event.type]([event])
+
+
+async def register(pool: asyncpg.Pool, *events: Event) -> None:
+    """Only the contacts of participant.registered (no sign-up confirmation), so these tests
+    see winner messages alone."""
+    await on_contacts_changed(pool, participant_contact, list(events))
 
 
 class Podium:
@@ -59,11 +78,15 @@ async def test_winners_get_one_email_each_and_the_log_says_sent(
 ) -> None:
     podium = Podium()
     sender = make_sender(smtp)
-    await handle(pool, sender, *podium.registrations, podium.announced)
+    await register(pool, *podium.registrations)
+    await handle(pool, sender, podium.announced)
 
     assert sorted(r.recipient for r in smtp.inbox.received) == ["an@example.vn", "binh@example.vn"]
     rows = await deliveries(pool)
-    assert set(rows) == {"an@example.vn", "binh@example.vn"}  # Lê Cường has no address: nothing planned
+    assert set(rows) == {"an@example.vn", "binh@example.vn"}  # Lê Cường has no address: no email planned
+    texts = await deliveries(pool, "sms")  # but every winner has a phone
+    assert set(texts) == {phone_of(p) for p in (podium.an, podium.binh, podium.cuong)}
+    assert {(r["status"], r["attempts"]) for r in texts.values()} == {("sent", 1)}
     for row in rows.values():
         assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
         assert row["sent_at"] is not None
@@ -78,7 +101,8 @@ async def test_the_email_as_the_winner_receives_it(
     pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    await handle(pool, make_sender(smtp), *podium.registrations, podium.announced)
+    await register(pool, *podium.registrations)
+    await handle(pool, make_sender(smtp), podium.announced)
 
     (email,) = smtp.inbox.to("binh@example.vn")
     message = email.message
@@ -96,17 +120,19 @@ async def test_the_email_as_the_winner_receives_it(
     assert "<strong>Giải Nhì</strong>" in email.html
 
 
-async def test_the_same_event_handled_three_times_sends_one_email_per_winner(
-    pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
+async def test_the_same_event_handled_three_times_sends_one_email_and_one_sms_per_winner(
+    pool: asyncpg.Pool, smtp: SmtpServer, sms: FakeSmsProvider, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    sender = make_sender(smtp)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
     for _ in range(3):
-        await handle(pool, sender, podium.announced)
+        await handle(pool, make_sender(smtp, sms), podium.announced)  # a fresh worker each time, too
 
     assert sorted(r.recipient for r in smtp.inbox.received) == ["an@example.vn", "binh@example.vn"]
+    winners = (podium.an, podium.binh, podium.cuong)
+    assert sorted(r.to for r in sms.requests) == sorted(e164(phone_of(p)) for p in winners)
     assert [r["attempts"] for r in (await deliveries(pool)).values()] == [1, 1]
+    assert [r["attempts"] for r in (await deliveries(pool, "sms")).values()] == [1, 1, 1]
 
 
 async def test_smtp_down_keeps_deliveries_queued_then_sends_once_when_it_is_back(
@@ -114,7 +140,7 @@ async def test_smtp_down_keeps_deliveries_queued_then_sends_once_when_it_is_back
 ) -> None:
     podium = Podium()
     sender = make_sender(smtp_down)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
 
     with pytest.raises(DeliveriesPending, match="2 email"):
         await handle(pool, sender, podium.announced)
@@ -137,7 +163,7 @@ async def test_transient_failures_up_to_the_limit_make_a_delivery_dead(
 ) -> None:
     podium = Podium()
     sender = make_sender(smtp_down, max_send_attempts=2)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
 
     with pytest.raises(DeliveriesPending):
         await handle(pool, sender, podium.announced)
@@ -155,7 +181,7 @@ async def test_a_refused_recipient_fails_with_the_reason_and_the_others_are_sent
     smtp.inbox.refuse["an@example.vn"] = "550 5.1.1 <an@example.vn>: Recipient address rejected"
     podium = Podium()
     sender = make_sender(smtp)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
 
     await handle(pool, sender, podium.announced)  # a permanent failure is not retried: no raise
     await handle(pool, sender, podium.announced)
@@ -173,7 +199,7 @@ async def test_a_4xx_answer_to_a_recipient_is_retried(
     smtp.inbox.refuse["an@example.vn"] = "451 4.7.1 Greylisted, try again later"
     podium = Podium()
     sender = make_sender(smtp)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
 
     with pytest.raises(DeliveriesPending, match="1 email"):
         await handle(pool, sender, podium.announced)
@@ -190,16 +216,18 @@ async def test_a_winner_without_contact_makes_the_event_retry_until_registration
 ) -> None:
     podium = Podium()
     sender = make_sender(smtp)
-    await handle(pool, sender, podium.registrations[0], podium.registrations[2])  # Bình's registration is late
+    await register(pool, podium.registrations[0], podium.registrations[2])  # Bình's registration is late
 
     with pytest.raises(DeliveriesPending, match=f"no contact yet for {podium.binh}"):
         await handle(pool, sender, podium.announced)
     assert [r.recipient for r in smtp.inbox.received] == ["an@example.vn"]
 
-    await handle(pool, sender, podium.registrations[1], podium.announced)
+    await register(pool, podium.registrations[1])
+    await handle(pool, sender, podium.announced)
 
     assert sorted(r.recipient for r in smtp.inbox.received) == ["an@example.vn", "binh@example.vn"]
     assert {r["status"] for r in (await deliveries(pool)).values()} == {"sent"}
+    assert {r["status"] for r in (await deliveries(pool, "sms")).values()} == {"sent"}
 
 
 async def test_staff_changed_and_participant_registered_keep_contacts(
@@ -243,8 +271,7 @@ async def test_concurrent_senders_send_a_delivery_once(
     pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    sender = make_sender(smtp)
-    await handle(pool, sender, *podium.registrations)
+    await register(pool, *podium.registrations)
     await insert_plan_only(pool, podium.announced)  # as if the handler crashed before sending
     (delivery_id,) = [r["id"] for r in (await deliveries(pool)).values() if r["recipient"] == "an@example.vn"]
 
@@ -260,7 +287,7 @@ async def test_the_sweeper_sends_what_a_crashed_handler_left_queued(
     pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    await handle(pool, make_sender(smtp), *podium.registrations)
+    await register(pool, *podium.registrations)
     await insert_plan_only(pool, podium.announced)
 
     patient = make_sender(smtp)
@@ -276,7 +303,7 @@ async def test_the_sweeper_waits_longer_after_each_failed_attempt(
     pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    await handle(pool, make_sender(smtp), *podium.registrations)
+    await register(pool, *podium.registrations)
     await insert_plan_only(pool, podium.announced)
     await pool.execute("UPDATE deliveries SET attempts = 2, updated_at = now() - interval '30 seconds'")
     sender = make_sender(smtp)
@@ -287,10 +314,14 @@ async def test_the_sweeper_waits_longer_after_each_failed_attempt(
 
 
 async def test_winners_email_end_to_end_through_the_bus(
-    pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory, bus_factory: Callable[..., Awaitable[Bus]]
+    pool: asyncpg.Pool,
+    smtp: SmtpServer,
+    sms: FakeSmsProvider,
+    make_sender: SenderFactory,
+    bus_factory: Callable[..., Awaitable[Bus]],
 ) -> None:
     bus = await bus_factory("notify", retry_delays_s=(1,))
-    routes = handlers(pool, make_sender(smtp))
+    routes = handlers(pool, make_sender(smtp, sms))
     await bus.declare_consumer_queues(sorted(routes))
     stop = asyncio.Event()
     consumer = asyncio.create_task(bus.consume(routes, batch_size=10, stop=stop))
@@ -301,14 +332,19 @@ async def test_winners_email_end_to_end_through_the_bus(
         await asyncio.sleep(0.3)
         for registration in podium.registrations:
             await bus.publish(registration)
-        await wait_until(lambda: count_sent(pool), 2, timeout_s=15)
+        await wait_until(lambda: count_sent(pool), 5, timeout_s=15)  # 2 emails and 3 SMS to winners
         await bus.publish(podium.announced)  # a redelivery sends nothing more
         await asyncio.sleep(0.5)
     finally:
         stop.set()
         await asyncio.wait_for(consumer, 10)
 
-    assert sorted(r.recipient for r in smtp.inbox.received) == ["an@example.vn", "binh@example.vn"]
+    winner_emails = [r.recipient for r in smtp.inbox.received if r.message["Subject"].startswith("Chúc mừng")]
+    assert sorted(winner_emails) == ["an@example.vn", "binh@example.vn"]
+    assert len(sms.requests) == 3
+    # Each registration also brought its sign-up confirmation, once.
+    confirmations = [r.recipient for r in smtp.inbox.received if r.message["Subject"].startswith("Xác nhận")]
+    assert sorted(confirmations) == ["an@example.vn", "binh@example.vn"]
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -320,7 +356,7 @@ async def insert_plan_only(pool: asyncpg.Pool, event: Event) -> None:
 
 
 async def count_sent(pool: asyncpg.Pool) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'"))
+    return int(await pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent' AND template = 'winner'"))
 
 
 async def wait_until(probe: Callable[[], Awaitable[int]], expected: int, *, timeout_s: float) -> None:
