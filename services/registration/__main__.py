@@ -5,6 +5,7 @@
     python -m services.registration create-staff --login L --full-name N --role organiser|coordinator
                                                  [--unit-code C] [--email E] [--phone P]
     python -m services.registration set-password --login L
+    python -m services.registration prune            (expired refresh tokens and one-time codes; run daily)
 
 Passwords come from the STAFF_PASSWORD environment variable, else a prompt.
 """
@@ -131,6 +132,14 @@ async def set_password(settings: RegistrationSettings, *, login: str, password: 
         await pool.close()
 
 
+async def prune(settings: RegistrationSettings) -> tuple[int, int]:
+    pool = await create_pool(settings.database_url, "registration", min_size=1, max_size=2)
+    try:
+        return await store.prune_expired(pool)
+    finally:
+        await pool.close()
+
+
 def _password_from_env_or_prompt() -> str:
     if password := os.environ.get("STAFF_PASSWORD"):
         return password
@@ -155,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument("--phone")
     password = commands.add_parser("set-password", help="change a staff account's password")
     password.add_argument("--login", required=True)
+    commands.add_parser("prune", help="delete refresh tokens and one-time codes expired over a week ago")
     return parser
 
 
@@ -192,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "set-password":
             asyncio.run(set_password(settings, login=args.login, password=_password_from_env_or_prompt()))
             print(f"password of {args.login!r} changed", file=sys.stderr)
+        elif args.command == "prune":
+            tokens, codes = asyncio.run(prune(settings))
+            print(f"pruned {tokens} refresh token(s) and {codes} one-time code(s)", file=sys.stderr)
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

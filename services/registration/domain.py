@@ -7,13 +7,18 @@ User-facing messages are Vietnamese; they reach participants and organisers unch
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
+import html
 import io
+import ipaddress
 import re
 import unicodedata
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
-from typing import Literal
+from datetime import date, datetime
+from typing import BinaryIO, Literal
 from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
@@ -93,6 +98,14 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * (len(phone) - 6) + phone[-3:]
 
 
+def mask_id_number(id_number: str) -> str:
+    """'001090012389' → '0010******89': the province and century digits stay, enough for
+    its owner to tell it is theirs; the birth year and serial do not."""
+    if len(id_number) <= 6:
+        return "*" * len(id_number)
+    return id_number[:4] + "*" * (len(id_number) - 6) + id_number[-2:]
+
+
 # --- sign-up fields ---------------------------------------------------------------------
 
 PASSWORD_MIN_LENGTH = 8
@@ -101,6 +114,7 @@ PASSWORD_MAX_LENGTH = 128
 FULL_NAME_MIN_LENGTH = 2
 FULL_NAME_MAX_LENGTH = 100
 GROUP_MAX_LENGTH = 50
+JOB_MAX_LENGTH = 100
 _ID_NUMBER = re.compile(r"^[0-9]{12}$")  # căn cước công dân: 12 digits
 _STAFF_LOGIN = re.compile(r"^[a-z][a-z0-9._-]{1,49}$")
 _EARLIEST_BIRTH_DATE = date(1900, 1, 1)
@@ -147,6 +161,18 @@ def normalise_group(raw: str) -> str:
     return group
 
 
+def normalise_job(raw: str) -> str | None:
+    """Free text ("giáo viên", "công chức"); blank means not given."""
+    job = clean_text(raw)
+    if not job:
+        return None
+    if len(job) > JOB_MAX_LENGTH:
+        raise ValueError(f"Nghề nghiệp không được dài quá {JOB_MAX_LENGTH} ký tự.")
+    if any(unicodedata.category(ch).startswith("C") for ch in job):
+        raise ValueError("Nghề nghiệp chứa ký tự không hợp lệ.")
+    return job
+
+
 def validate_birth_date(born: date, today: date) -> date:
     if not _EARLIEST_BIRTH_DATE <= born <= today:
         raise ValueError("Ngày sinh không hợp lệ.")
@@ -164,7 +190,7 @@ def normalise_staff_login(raw: str) -> str:
 
 # --- logins -----------------------------------------------------------------------------
 
-LoginKind = Literal["phone", "email", "staff"]
+LoginKind = Literal["phone", "email", "id_number", "staff"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,21 +200,155 @@ class LoginName:
 
 
 def classify_login(raw: str) -> LoginName:
-    """One login box for everyone: an email, else a phone number, else a staff login."""
+    """One login box for everyone: an email, else a phone number, else an ID number
+    (12 digits; a CCCD starts with its province code 001–096, so never reads as a phone
+    number), else a staff login (those start with a letter)."""
     text = raw.strip()
     if "@" in text:
         return LoginName("email", text.lower())
     try:
         return LoginName("phone", normalise_phone(text))
     except ValueError:
+        pass
+    try:
+        return LoginName("id_number", normalise_id_number(text))
+    except ValueError:
         return LoginName("staff", text.lower())
+
+
+def login_delays_ms(*, delay_after: int, lock_after: int, base_s: float, max_s: float) -> list[int]:
+    """How long the next attempt must wait after the n-th failed one, for n =
+    delay_after .. lock_after - 1: doubling from `base_s`, capped at `max_s`. (From the
+    lock_after-th on, the account is locked instead.)"""
+    delays: list[int] = []
+    for n in range(delay_after, lock_after):
+        seconds = min(base_s * 2.0 ** min(n - delay_after, 60), max_s)
+        delays.append(max(1, round(seconds * 1000)))
+    return delays
+
+
+def client_address(
+    *, real_ip: str | None, forwarded_for: str | None, peer: str | None, trust_forwarded: bool
+) -> str | None:
+    """The client's IP address: the gateway's X-Real-IP, else the last X-Forwarded-For
+    hop (the one our gateway appended; earlier ones are whatever the client claimed),
+    else the TCP peer. None when nothing usable is there."""
+    candidates = []
+    if trust_forwarded:
+        candidates.append(real_ip)
+        if forwarded_for:
+            candidates.append(forwarded_for.split(",")[-1])
+    candidates.append(peer)
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            return str(ipaddress.ip_address(candidate.strip()))
+        except ValueError:
+            continue
+    return None
+
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
+
+
+def normalise_device_id(raw: str | None) -> str | None:
+    """The web's X-Device-Id (a random id kept in the browser); anything else is ignored,
+    as it only feeds the organisers' flags and must never block a sign-up."""
+    if raw is None:
+        return None
+    value = raw.strip()
+    return value if _DEVICE_ID.match(value) else None
+
+
+# --- one-time codes and refresh tokens ---------------------------------------------------
+
+CODE_DIGITS = 6
+_CODE = re.compile(rf"^[0-9]{{{CODE_DIGITS}}}$")
+
+
+def code_hash(code_id: uuid.UUID, code: str) -> bytes:
+    """SHA-256 of a one-time code salted with its row id: a copied table does not show
+    which codes are live at a glance. (Six digits are brute-forced offline anyway; what
+    protects a code is its 10 minutes and 5 tries.)"""
+    return hashlib.sha256(code_id.bytes + code.encode()).digest()
+
+
+def is_code_shaped(raw: str) -> bool:
+    return bool(_CODE.match(raw))
+
+
+def refresh_token_hash(token: str) -> bytes:
+    """Refresh tokens are 256 random bits: an unsalted SHA-256 is enough to make a copy
+    of the table useless."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+Channel = Literal["sms", "email"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    channel: Channel
+    recipient: str
+
+
+def reset_delivery(
+    login: LoginName, *, phone: str | None, email: str | None, requested: Channel | None
+) -> Delivery | None:
+    """Where a password-reset code goes: the channel asked for when the account has it;
+    else email when the person typed their email; else SMS to their phone; else email.
+    None when the account has no way to be reached."""
+    if requested == "sms" and phone:
+        return Delivery("sms", phone)
+    if requested == "email" and email:
+        return Delivery("email", email)
+    if login.kind == "email" and email:
+        return Delivery("email", email)
+    if phone:
+        return Delivery("sms", phone)
+    if email:
+        return Delivery("email", email)
+    return None
+
+
+# --- entry password -----------------------------------------------------------------------
+
+def entry_password_matches(given: str | None, expected: str) -> bool:
+    """Constant time, so the shared password cannot be found character by character."""
+    return hmac.compare_digest(unicodedata.normalize("NFC", given or "").encode(),
+                               unicodedata.normalize("NFC", expected).encode())
 
 
 # --- unit invitations -------------------------------------------------------------------
 
+def normalise_entry_code(raw: str) -> str:
+    """The unit code carried by an entry link (`?unit=CODE`)."""
+    code = raw.strip()
+    if not _UNIT_CODE.match(code):
+        raise ValueError("Mã đơn vị trong đường dẫn đăng ký không hợp lệ.")
+    return code
+
+
 def invite_link(public_base_url: str, unit_code: str) -> str:
     """The sign-up link printed as each unit's QR code."""
     return f"{public_base_url.rstrip('/')}/dang-ky?unit={quote(unit_code, safe='')}"
+
+
+def invite_banner_html(*, link: str, image_url: str, unit_name: str) -> str:
+    """A snippet a unit's portal pastes into a page: the QR code, linked to the entry
+    link, with a call to action. Inline styles only, as the host page's CSS is unknown."""
+    name = html.escape(unit_name)
+    return (
+        f'<a href="{html.escape(link)}" target="_blank" rel="noopener"'
+        ' style="display:inline-block;max-width:320px;padding:12px;border:2px solid #c8102e;border-radius:8px;'
+        'background:#fff;color:#c8102e;font:bold 16px/1.4 Arial,sans-serif;text-align:center;text-decoration:none">'
+        f'<img src="{html.escape(image_url)}" alt="Mã QR đăng ký dự thi – {name}"'
+        ' style="display:block;width:100%;max-width:240px;height:auto;margin:0 auto 8px">'
+        "Tham gia cuộc thi trực tuyến!<br>"
+        f'<span style="font-weight:normal;color:#333">Quét mã QR hoặc bấm vào đây để đăng ký dự thi cùng {name}.</span>'
+        "</a>\n"
+    )
 
 
 # --- organisers' uploaded tables (CSV or XLSX, same columns) ----------------------------
@@ -488,3 +648,58 @@ def units_in_tree_order(units: Sequence[UnitRow]) -> list[UnitRow]:
             ordered.append(link)
             placed.add(link.code)
     return ordered
+
+
+# --- exports of personal data (organisers only; every one is audited) ---------------------
+
+ExportKind = Literal["csv", "xlsx"]
+PARTICIPANT_EXPORT_COLUMNS = (
+    "id", "full_name", "birth_date", "phone", "email", "id_number", "unit_code", "unit_name", "group", "job",
+    "registered_at",
+)
+# A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection):
+# free text such as a job could run one on the organiser's machine.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A cell as text that no spreadsheet evaluates."""
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+class ParticipantsExport:
+    """Writes the organisers' export to a binary file in chunks (a city has hundreds of
+    thousands of participants; the rows never all sit in memory at once)."""
+
+    def __init__(self, kind: ExportKind, out: BinaryIO) -> None:
+        self.kind, self._out, self.rows = kind, out, 0
+        if kind == "csv":
+            out.write(b"\xef\xbb\xbf")  # so that Excel reads the UTF-8 Vietnamese correctly
+            self._text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            self._csv = csv.writer(self._text)
+            self._csv.writerow(PARTICIPANT_EXPORT_COLUMNS)
+        else:
+            from openpyxl import Workbook  # slow to import; only exports need it
+
+            self._workbook = Workbook(write_only=True)
+            self._sheet = self._workbook.create_sheet("participants")
+            self._sheet.append(list(PARTICIPANT_EXPORT_COLUMNS))
+
+    def add(self, rows: Iterable[Sequence[object]]) -> None:
+        for row in rows:
+            cells = [spreadsheet_safe(value) for value in row]
+            if self.kind == "csv":
+                self._csv.writerow(cells)
+            else:
+                self._sheet.append(cells)
+            self.rows += 1
+
+    def finish(self) -> None:
+        if self.kind == "csv":
+            self._text.flush()
+            self._text.detach()  # leave the underlying file open for the caller
+        else:
+            self._workbook.save(self._out)

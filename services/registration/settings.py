@@ -3,24 +3,72 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.core.settings import CoreSettings
+
+SignUpVerification = Literal["none", "sms", "email"]
 
 
 class RegistrationSettings(CoreSettings):
     # Ed25519 private key the access tokens are signed with; its public half goes to
     # every service's JWT_PUBLIC_KEYS_DIR (`python -m services.core.auth keygen var/keys`).
     jwt_private_key_file: Path = Path("var/keys/signing.pem")
-    access_token_ttl_s: int = Field(default=3600, ge=60)
+    # Short-lived: other services trust a token until it expires, without asking us, so
+    # this bounds how long a revoked session lingers. An attempt takes 15 minutes; the
+    # web refreshes with its refresh token.
+    access_token_ttl_s: int = Field(default=900, ge=60)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=300)
 
     # Argon2id cost. The defaults are OWASP's recommendation (m=19 MiB, t=2, p=1); tests
     # lower them. Stored hashes carry their own parameters, and a login with older ones
-    # rehashes, so the cost can be raised at any time.
+    # rehashes, so the cost can be raised at any time. See docs/benchmarks.md.
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_memory_cost_kib: int = Field(default=19456, ge=1024)
     argon2_parallelism: int = Field(default=1, ge=1)
+
+    # Login throttling (Redis). Per account (every login of it shares one counter; a login
+    # naming nobody has its own, so the answers never tell whether an account exists):
+    # after `login_delay_after` failures each further attempt waits, doubling from
+    # `login_delay_base_s` up to `login_delay_max_s`; after `login_lock_after` the account
+    # is locked for `login_lock_s`. A success resets it. Failures are forgotten
+    # `login_failure_window_s` after the last attempt.
+    login_delay_after: int = Field(default=5, ge=1)
+    login_lock_after: int = Field(default=10, ge=2)
+    login_delay_base_s: float = Field(default=1.0, gt=0)
+    login_delay_max_s: float = Field(default=60.0, gt=0)
+    login_lock_s: int = Field(default=900, ge=1)
+    login_failure_window_s: int = Field(default=3600, ge=1)
+    # Per client address. Much higher: a whole agency often signs in from behind one
+    # address, and a success there does not reset it (one valid account must not buy an
+    # attacker fresh guesses at others).
+    login_ip_delay_after: int = Field(default=30, ge=1)
+    login_ip_lock_after: int = Field(default=100, ge=2)
+    # The client address comes from the gateway's X-Real-IP / X-Forwarded-For; turn this
+    # off where clients can reach the service without the gateway.
+    trust_forwarded_ip: bool = True
+
+    # One-time codes (password reset, sign-up verification), delivered by notify.
+    code_ttl_s: int = Field(default=600, ge=60)
+    code_max_tries: int = Field(default=5, ge=1)
+    # At most one code per recipient in this interval (SMS cost a real amount of money).
+    code_resend_interval_s: int = Field(default=60, ge=0)
+    # And at most this many codes requested from one client address per hour.
+    code_requests_per_ip_per_hour: int = Field(default=20, ge=1)
+
+    # What this contest asks at sign-up. Registration does not own contests, so these are
+    # the deployment's settings.
+    require_id_number: bool = False
+    # A shared password some contests hand out to their entrants; empty = none.
+    entry_password: SecretStr | None = None
+    # A one-time code by SMS or email before the account is created.
+    signup_verification: SignUpVerification = "none"
+
+    # Organisers' flags: this many accounts from one address or device within the window.
+    flag_burst_accounts: int = Field(default=5, ge=2)
+    flag_burst_window_s: int = Field(default=600, ge=1)
 
     # The organiser `seed-demo` creates for development; the API refuses to start in
     # production while it still has this password.

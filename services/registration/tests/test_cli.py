@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
 
 from services.core import events
-from services.registration import store
+from services.registration import domain, store
 from services.registration.passwords import Passwords
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,3 +95,20 @@ async def test_create_staff_and_set_password(
     changed_hash = await pool.fetchval("SELECT password_hash FROM staff WHERE login = 'dieuphoi.lc'")
     assert await passwords.verify(changed_hash, "mật khẩu mới 2")
     assert (await run(env, "set-password", "--login", "nobody"))[0] == 1
+
+
+async def test_prune_deletes_only_long_expired_tokens_and_codes(
+    registration_env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    for token, age in (("old", "8 days"), ("recent", "1 day")):
+        await store.issue_refresh_token(
+            pool, token_hash=domain.refresh_token_hash(token), account_id=uuid.uuid4(), role="participant", ttl_s=60
+        )
+        await pool.execute(
+            f"UPDATE refresh_tokens SET expires_at = now() - interval '{age}' WHERE token_hash = $1",
+            domain.refresh_token_hash(token),
+        )
+    code, output = await run(registration_env, "prune")
+    assert code == 0, output
+    assert "pruned 1 refresh token(s) and 0 one-time code(s)" in output
+    assert await pool.fetchval("SELECT count(*) FROM refresh_tokens") == 1

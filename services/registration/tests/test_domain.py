@@ -3,7 +3,9 @@ from __future__ import annotations
 import io
 import random
 import unicodedata
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -205,6 +207,9 @@ def test_birth_date_is_in_the_past() -> None:
         ("+84 912 345 678", "phone", "0912345678"),
         ("0912.345.678", "phone", "0912345678"),
         ("0212345678", "staff", "0212345678"),  # not a mobile number: no participant has it
+        ("031203004567", "id_number", "031203004567"),
+        (" 0312 0300 4567 ", "id_number", "031203004567"),
+        ("840912345678", "phone", "0912345678"),  # +84 (0)912…: twelve digits, but a phone number
     ],
 )
 def test_classify_login(raw: str, kind: str, value: str) -> None:
@@ -434,3 +439,183 @@ def test_tree_order_refuses_a_cycle() -> None:
     b = UnitRow(3, "B", "B", "A", "agency", 1)
     with pytest.raises(ValueError):
         domain.units_in_tree_order([a, b])
+
+
+# --- issue 4: masking, logins, throttling schedule, codes, banner, exports ---------------
+
+def test_mask_id_number_keeps_four_leading_and_two_trailing_digits() -> None:
+    assert domain.mask_id_number("001090012389") == "0010******89"
+    assert domain.mask_id_number("123") == "***"
+
+
+@given(st.text("0123456789", min_size=12, max_size=12))
+def test_masked_id_number_hides_the_birth_year_and_serial(number: str) -> None:
+    masked = domain.mask_id_number(number)
+    assert len(masked) == 12
+    assert masked[4:10] == "******"
+    assert (masked[:4], masked[-2:]) == (number[:4], number[-2:])
+
+
+@given(st.text("0123456789", min_size=11, max_size=11).map(lambda digits: "0" + digits))
+def test_a_cccd_is_always_classified_as_an_id_number(number: str) -> None:
+    # A CCCD starts with its province code (001–096), so it never reads as a phone number.
+    assert domain.classify_login(number) == domain.LoginName("id_number", number)
+
+
+def test_job_is_optional_free_text() -> None:
+    assert domain.normalise_job("  giáo   viên ") == "giáo viên"
+    assert domain.normalise_job("   ") is None
+    with pytest.raises(ValueError, match="Nghề nghiệp"):
+        domain.normalise_job("x" * 101)
+    with pytest.raises(ValueError, match="Nghề nghiệp"):
+        domain.normalise_job("a\x00b")
+
+
+def test_entry_code_is_a_unit_code() -> None:
+    assert domain.normalise_entry_code(" LC-P01 ") == "LC-P01"
+    with pytest.raises(ValueError, match="Mã đơn vị"):
+        domain.normalise_entry_code("LC P01")
+
+
+def test_login_delays_double_up_to_the_cap() -> None:
+    assert domain.login_delays_ms(delay_after=5, lock_after=10, base_s=1, max_s=10) == [1000, 2000, 4000, 8000, 10000]
+    assert domain.login_delays_ms(delay_after=3, lock_after=3, base_s=1, max_s=10) == []
+    assert domain.login_delays_ms(delay_after=1, lock_after=3, base_s=0.0001, max_s=1) == [1, 1]  # never 0 ms
+
+
+@given(
+    st.integers(1, 50), st.integers(0, 50), st.floats(0.01, 100), st.floats(0.01, 1000)
+)
+def test_login_delays_never_shrink_and_respect_the_cap(delay_after: int, extra: int, base: float, cap: float) -> None:
+    delays = domain.login_delays_ms(delay_after=delay_after, lock_after=delay_after + extra, base_s=base, max_s=cap)
+    assert len(delays) == extra
+    assert delays == sorted(delays)
+    assert all(1 <= d <= max(1, round(cap * 1000)) for d in delays)
+
+
+@pytest.mark.parametrize(
+    ("real_ip", "forwarded", "peer", "trust", "expected"),
+    [
+        ("203.0.113.7", "10.0.0.1, 203.0.113.7", "127.0.0.1", True, "203.0.113.7"),
+        (None, "1.2.3.4, 203.0.113.9", "127.0.0.1", True, "203.0.113.9"),  # the hop our gateway added
+        ("203.0.113.7", None, "127.0.0.1", False, "127.0.0.1"),  # not behind the gateway: the peer
+        ("not an address", None, "::1", True, "::1"),
+        (None, None, None, True, None),
+        ("2001:DB8::1", None, None, True, "2001:db8::1"),
+    ],
+)
+def test_client_address(
+    real_ip: str | None, forwarded: str | None, peer: str | None, trust: bool, expected: str | None
+) -> None:
+    assert domain.client_address(
+        real_ip=real_ip, forwarded_for=forwarded, peer=peer, trust_forwarded=trust
+    ) == expected
+
+
+def test_device_id_is_kept_only_when_it_looks_like_one() -> None:
+    assert domain.normalise_device_id(" 3f2a9c1e-77aa-4b1c ") == "3f2a9c1e-77aa-4b1c"
+    assert domain.normalise_device_id("short") is None
+    assert domain.normalise_device_id("<script>alert(1)</script>") is None
+    assert domain.normalise_device_id(None) is None
+
+
+def test_code_hash_depends_on_code_and_row() -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    assert domain.code_hash(first, "123456") == domain.code_hash(first, "123456")
+    assert domain.code_hash(first, "123456") != domain.code_hash(first, "123457")
+    assert domain.code_hash(first, "123456") != domain.code_hash(second, "123456")
+    assert domain.is_code_shaped("012345")
+    assert not domain.is_code_shaped("12345")
+    assert not domain.is_code_shaped("a12345")
+
+
+@pytest.mark.parametrize(
+    ("login", "phone", "email", "requested", "expected"),
+    [
+        (domain.LoginName("phone", "0912345678"), "0912345678", "an@x.vn", None, ("sms", "0912345678")),
+        (domain.LoginName("email", "an@x.vn"), "0912345678", "an@x.vn", None, ("email", "an@x.vn")),
+        (domain.LoginName("id_number", "031203004567"), "0912345678", "an@x.vn", None, ("sms", "0912345678")),
+        (domain.LoginName("phone", "0912345678"), "0912345678", "an@x.vn", "email", ("email", "an@x.vn")),
+        (domain.LoginName("phone", "0912345678"), "0912345678", None, "email", ("sms", "0912345678")),
+        (domain.LoginName("staff", "btc"), None, "btc@x.vn", None, ("email", "btc@x.vn")),
+        (domain.LoginName("staff", "btc"), None, None, "sms", None),
+    ],
+)
+def test_reset_code_goes_where_the_person_can_read_it(
+    login: domain.LoginName, phone: str | None, email: str | None, requested: Any, expected: tuple[str, str] | None
+) -> None:
+    delivery = domain.reset_delivery(login, phone=phone, email=email, requested=requested)
+    assert (None if delivery is None else (delivery.channel, delivery.recipient)) == expected
+
+
+def test_entry_password_compares_normalised_text() -> None:
+    assert domain.entry_password_matches("Hội thi 2026", "Hội thi 2026")
+    assert domain.entry_password_matches(unicodedata.normalize("NFD", "Hội thi 2026"), "Hội thi 2026")
+    assert not domain.entry_password_matches("hội thi 2026", "Hội thi 2026")
+    assert not domain.entry_password_matches(None, "Hội thi 2026")
+
+
+def test_banner_links_the_qr_code_to_the_entry_link_and_escapes_the_name() -> None:
+    snippet = domain.invite_banner_html(
+        link="https://thi.example.vn/dang-ky?unit=A&B",
+        image_url="https://thi.example.vn/api/units/1/invite.png",
+        unit_name='Trường "Chu Văn An" <THCS>',
+    )
+    assert snippet.startswith('<a href="https://thi.example.vn/dang-ky?unit=A&amp;B"')
+    assert '<img src="https://thi.example.vn/api/units/1/invite.png"' in snippet
+    assert "Trường &quot;Chu Văn An&quot; &lt;THCS&gt;" in snippet
+    assert "<THCS>" not in snippet
+    assert "đăng ký dự thi" in snippet
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+        ("+84912", "'+84912"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("Giáo viên", "Giáo viên"),
+        (None, ""),
+        (date(1990, 1, 2), "1990-01-02"),
+        ("0912345678", "0912345678"),
+    ],
+)
+def test_export_cells_are_never_formulas(value: object, cell: str) -> None:
+    assert domain.spreadsheet_safe(value) == cell
+
+
+def export_rows() -> list[tuple[object, ...]]:
+    return [
+        (uuid.UUID(int=1), "Nguyễn Văn An", date(1990, 1, 2), "0912345678", None, "031203004567", "LC-P01",
+         "Phường Lê Chân", "cbcc", "=1+1", datetime(2026, 3, 1, 8, 0, tzinfo=UTC)),
+    ]
+
+
+def test_csv_export_has_a_bom_a_header_and_full_data() -> None:
+    out = io.BytesIO()
+    export = domain.ParticipantsExport("csv", out)
+    export.add(export_rows())
+    export.add(export_rows())
+    export.finish()
+    assert export.rows == 2
+    data = out.getvalue()
+    assert data.startswith(b"\xef\xbb\xbf")
+    table = domain.read_csv_table(data)
+    assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
+    assert table.rows[0][:6] == ["00000000-0000-0000-0000-000000000001", "Nguyễn Văn An", "1990-01-02",
+                                 "0912345678", "", "031203004567"]
+    assert table.rows[0][9] == "'=1+1"
+    assert table.rows[0][10] == "2026-03-01T08:00:00+00:00"
+    assert not out.closed  # the caller streams it afterwards
+
+
+def test_xlsx_export_reads_back_as_text() -> None:
+    out = io.BytesIO()
+    export = domain.ParticipantsExport("xlsx", out)
+    export.add(export_rows())
+    export.finish()
+    table = domain.read_xlsx_table(out.getvalue())
+    assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
+    assert table.rows[0][3] == "0912345678"  # text: the leading zero stays
+    assert table.rows[0][9] == "'=1+1"

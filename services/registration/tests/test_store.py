@@ -256,3 +256,297 @@ async def test_accounts_by_phone_email_and_staff_login(pool: asyncpg.Pool, demo_
     assert await store.staff_password_hash(pool, "bantochuc") == "new"
     assert await store.set_staff_password_hash(pool, "bantochuc", "newer") is True
     assert await store.set_staff_password_hash(pool, "nobody", "x") is False
+
+
+# --- issue 4: sign-up traces, scopes, entry links ---------------------------------------
+
+async def test_sign_up_traces_and_entry_link_counts(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    lc = demo_units["LC-P01"]
+    first = await store.register_participant_with_outbox(pool, new_participant(
+        lc.id, job="Giáo viên", signup_ip="203.0.113.7", device_id="device-0001", entry_code="LC-P01"
+    ))
+    # Signed up through LC-P01's link but chose another unit: the link still counts it.
+    await store.register_participant_with_outbox(pool, new_participant(
+        demo_units["LC-P02"].id, phone="0987654321", entry_code="LC-P01"
+    ))
+    # A stale link naming no unit neither fails nor counts.
+    await store.register_participant_with_outbox(pool, new_participant(lc.id, phone="0356789012", entry_code="GONE"))
+    row = await pool.fetchrow("SELECT job, host(signup_ip) AS ip, device_id FROM participants WHERE id = $1", first.id)
+    assert dict(row) == {"job": "Giáo viên", "ip": "203.0.113.7", "device_id": "device-0001"}
+    assert await store.invite_signups(pool, lc.id) == 2
+    assert await store.invite_signups(pool, demo_units["LC-P02"].id) == 0
+
+
+async def test_scope_is_the_unit_subtree(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    for code, phone in [("LC-P01", "0912345678"), ("LC-THCS1", "0912345679"), ("HB-P01", "0912345670")]:
+        await store.register_participant_with_outbox(pool, new_participant(demo_units[code].id, phone=phone))
+
+    async def phones(scope: str | None, unit: str | None = None) -> list[str]:
+        _, found = await store.list_participants(
+            pool, unit_id=demo_units[unit].id if unit else None, query=None, limit=50, offset=0,
+            scope_unit_id=demo_units[scope].id if scope else None,
+        )
+        return sorted(p.phone for p in found)
+
+    assert await phones(None) == ["0912345670", "0912345678", "0912345679"]
+    assert await phones("TP") == ["0912345670", "0912345678", "0912345679"]
+    assert await phones("LC") == ["0912345678", "0912345679"]  # the district and its wards and schools
+    assert await phones("LC-P01") == ["0912345678"]
+    assert await phones("LC", unit="HB-P01") == []  # a filter outside the scope finds nothing
+    assert await store.unit_in_subtree(pool, demo_units["LC-P01"].id, demo_units["TP"].id)
+    assert await store.unit_in_subtree(pool, demo_units["LC"].id, demo_units["LC"].id)
+    assert not await store.unit_in_subtree(pool, demo_units["HB-P01"].id, demo_units["LC"].id)
+    assert not await store.unit_in_subtree(pool, demo_units["TP"].id, demo_units["LC"].id)
+
+
+# --- refresh tokens ---------------------------------------------------------------------
+
+async def test_refresh_rotation_and_reuse_revokes_the_family(pool: asyncpg.Pool) -> None:
+    account_id = uuid.uuid4()
+    h = domain.refresh_token_hash
+    family = await store.issue_refresh_token(
+        pool, token_hash=h("t1"), account_id=account_id, role="participant", ttl_s=3600
+    )
+    other_family = await store.issue_refresh_token(
+        pool, token_hash=h("other"), account_id=account_id, role="participant", ttl_s=3600
+    )
+    outcome, grant = await store.rotate_refresh_token(pool, old_hash=h("t1"), new_hash=h("t2"), ttl_s=3600)
+    assert outcome == "rotated"
+    assert grant == store.RefreshGrant(account_id, "participant", family)
+    assert (await store.rotate_refresh_token(pool, old_hash=h("t2"), new_hash=h("t3"), ttl_s=3600))[0] == "rotated"
+
+    # t1 again: a copy. The family (t3, the live one, included) is revoked; another session is not.
+    assert (await store.rotate_refresh_token(pool, old_hash=h("t1"), new_hash=h("x"), ttl_s=3600))[0] == "reused"
+    assert (await store.rotate_refresh_token(pool, old_hash=h("t3"), new_hash=h("t4"), ttl_s=3600))[0] == "revoked"
+    assert (await store.rotate_refresh_token(pool, old_hash=h("t2"), new_hash=h("t5"), ttl_s=3600))[0] == "reused"
+    assert await pool.fetchval("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1", h("x")) == 0
+    revoked = await pool.fetch("SELECT family_id, revoked_at IS NOT NULL AS revoked FROM refresh_tokens")
+    assert {r["family_id"] for r in revoked if r["revoked"]} == {family}
+    assert (await store.rotate_refresh_token(pool, old_hash=h("other"), new_hash=h("o2"), ttl_s=3600))[0] == "rotated"
+    assert other_family != family
+
+    assert (await store.rotate_refresh_token(pool, old_hash=h("never"), new_hash=h("y"), ttl_s=3600)) == (
+        "unknown", None
+    )
+
+
+async def test_expired_refresh_token(pool: asyncpg.Pool) -> None:
+    h = domain.refresh_token_hash
+    await store.issue_refresh_token(pool, token_hash=h("old"), account_id=uuid.uuid4(), role="organiser", ttl_s=3600)
+    await pool.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'")
+    assert await store.rotate_refresh_token(pool, old_hash=h("old"), new_hash=h("new"), ttl_s=3600) == (
+        "expired", None
+    )
+    await pool.execute("UPDATE refresh_tokens SET expires_at = now() - interval '8 days'")
+    assert await store.prune_expired(pool) == (1, 0)
+
+
+async def test_logout_revokes_the_family_and_reset_revokes_the_account(pool: asyncpg.Pool) -> None:
+    h = domain.refresh_token_hash
+    account_id = uuid.uuid4()
+    for token in ("a", "b"):
+        await store.issue_refresh_token(pool, token_hash=h(token), account_id=account_id, role="participant",
+                                        ttl_s=3600)
+    await store.rotate_refresh_token(pool, old_hash=h("a"), new_hash=h("a2"), ttl_s=3600)
+    assert await store.revoke_refresh_family(pool, h("a2")) == 2  # a (used) and a2
+    assert await store.revoke_refresh_family(pool, h("a2")) == 0
+    assert await store.revoke_refresh_family(pool, h("unknown")) == 0
+    assert (await store.rotate_refresh_token(pool, old_hash=h("b"), new_hash=h("b2"), ttl_s=3600))[0] == "rotated"
+    assert await store.revoke_account_refresh_tokens(pool, account_id) == 2
+
+
+# --- one-time codes ---------------------------------------------------------------------
+
+def reset_code(subject: str, code: str = "123456", **overrides: object) -> store.NewCode:
+    fields: dict[str, object] = {
+        "purpose": "password_reset", "subject": subject, "channel": "sms", "recipient": "0912345678",
+        "code": code, "ttl_s": 600, "full_name": "Nguyễn Văn An", **overrides,
+    }
+    return store.NewCode(**fields)  # type: ignore[arg-type]
+
+
+async def test_code_is_stored_hashed_and_sent_through_the_outbox(pool: asyncpg.Pool) -> None:
+    code_id = await store.create_code_with_outbox(pool, reset_code("participant:1", "042917"))
+    stored = await pool.fetchrow("SELECT * FROM one_time_codes")
+    assert b"042917" not in bytes(stored["code_hash"])
+    assert bytes(stored["code_hash"]) == domain.code_hash(code_id, "042917")
+    [requested] = await store.outbox_events(pool, events.CODE_REQUESTED)
+    assert requested.data == {
+        "request_id": str(code_id), "purpose": "password_reset", "channel": "sms", "recipient": "0912345678",
+        "code": "042917", "expires_at": stored["expires_at"].isoformat(), "full_name": "Nguyễn Văn An",
+    }
+
+
+async def test_code_tries_are_limited_and_only_the_newest_counts(pool: asyncpg.Pool) -> None:
+    async def check(code: str, subject: str = "participant:1") -> uuid.UUID | None:
+        return await store.verify_code(pool, purpose="password_reset", subject=subject, code=code, max_tries=3)
+
+    old = await store.create_code_with_outbox(pool, reset_code("participant:1", "111111"))
+    assert await check("111111") == old
+    new = await store.create_code_with_outbox(pool, reset_code("participant:1", "222222"))
+    assert await check("111111") is None  # superseded
+    assert await check("222222") == new
+    assert await check("222222", subject="participant:2") is None
+    assert await store.verify_code(pool, purpose="sign_up", subject="participant:1", code="222222", max_tries=3) is None
+
+    assert await check("000000") is None
+    assert await check("000001") is None
+    assert await pool.fetchval("SELECT tries FROM one_time_codes WHERE id = $1", new) == 3
+    assert await check("222222") is None  # three wrong tries: the right code no longer works
+
+
+async def test_expired_code_fails(pool: asyncpg.Pool) -> None:
+    await store.create_code_with_outbox(pool, reset_code("participant:1"))
+    await pool.execute("UPDATE one_time_codes SET expires_at = now() - interval '1 second'")
+    assert await store.verify_code(
+        pool, purpose="password_reset", subject="participant:1", code="123456", max_tries=5
+    ) is None
+
+
+async def test_reset_with_code_sets_the_password_once(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    participant = await store.register_participant_with_outbox(pool, new_participant(demo_units["LC-P01"].id))
+    account = await store.account_by_login(pool, domain.LoginName("phone", "0912345678"))
+    assert account is not None
+    await store.issue_refresh_token(
+        pool, token_hash=domain.refresh_token_hash("s"), account_id=participant.id, role="participant", ttl_s=60
+    )
+    code_id = await store.create_code_with_outbox(pool, reset_code(f"participant:{participant.id}"))
+    assert await store.reset_password_with_code(pool, code_id=code_id, account=account, password_hash="new-hash")
+    assert await pool.fetchval("SELECT password_hash FROM participants") == "new-hash"
+    assert await pool.fetchval("SELECT revoked_at IS NOT NULL FROM refresh_tokens")
+    assert not await store.reset_password_with_code(pool, code_id=code_id, account=account, password_hash="again")
+    assert await pool.fetchval("SELECT password_hash FROM participants") == "new-hash"
+
+
+async def test_sign_up_consumes_its_verification_code(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    code_id = await store.create_code_with_outbox(pool, reset_code(
+        "sms:0912345678", purpose="sign_up", full_name=None
+    ))
+    unit_id = demo_units["LC-P01"].id
+    await store.register_participant_with_outbox(pool, new_participant(unit_id, verification_code_id=code_id))
+    assert await pool.fetchval("SELECT used_at IS NOT NULL FROM one_time_codes")
+    with pytest.raises(store.CodeAlreadyUsed):
+        await store.register_participant_with_outbox(
+            pool, new_participant(unit_id, phone="0987654321", verification_code_id=code_id)
+        )
+    assert await pool.fetchval("SELECT count(*) FROM participants") == 1
+
+
+# --- exports and audit ------------------------------------------------------------------
+
+async def test_export_streams_rows_and_audits_them(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    for i in range(7):
+        await store.register_participant_with_outbox(
+            pool, new_participant(demo_units["LC-P01" if i < 5 else "HB-P01"].id, phone=f"091234567{i}",
+                                  id_number=f"03120300456{i}")
+        )
+    chunks: list[list[tuple[object, ...]]] = []
+
+    async def collect(rows: list[tuple[object, ...]]) -> None:
+        chunks.append(rows)
+
+    actor = uuid.uuid4()
+    audit = store.AuditEntry(actor, "Ban Tổ chức", "organiser", "participants.export", {"format": "csv", "q": None})
+    count = await store.export_participants_with_audit(
+        pool, scope_unit_id=None, unit_id=demo_units["LC-P01"].id, query=None, audit=audit, write_chunk=collect
+    )
+    assert count == 5
+    rows = [row for chunk in chunks for row in chunk]
+    assert len(rows) == 5
+    assert [row[3] for row in rows] == [f"091234567{i}" for i in range(5)]  # oldest first, phone in full
+    assert rows[0][5] == "031203004560"  # ID number in full
+    assert rows[0][6:8] == ("LC-P01", "Phường Lê Chân")
+    total, records = await store.audit_log(pool, limit=10, offset=0)
+    assert total == 1
+    assert (records[0].actor_id, records[0].action, records[0].filter, records[0].row_count) == (
+        actor, "participants.export", {"format": "csv", "q": None}, 5
+    )
+
+
+async def test_failed_export_leaves_no_audit_row(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    await store.register_participant_with_outbox(pool, new_participant(demo_units["LC-P01"].id))
+
+    async def broken(rows: list[tuple[object, ...]]) -> None:
+        raise OSError("disk full")
+
+    audit = store.AuditEntry(uuid.uuid4(), "BTC", "organiser", "participants.export", {})
+    with pytest.raises(OSError):
+        await store.export_participants_with_audit(
+            pool, scope_unit_id=None, unit_id=None, query=None, audit=audit, write_chunk=broken
+        )
+    assert (await store.audit_log(pool, limit=10, offset=0))[0] == 0
+
+
+# --- flags ------------------------------------------------------------------------------
+
+async def test_likely_duplicates_same_name_birth_date_and_unit(
+    pool: asyncpg.Pool, demo_units: dict[str, store.Unit]
+) -> None:
+    lc, hb = demo_units["LC-P01"].id, demo_units["HB-P01"].id
+    born = date(1990, 1, 2)
+    people = [
+        ("Nguyễn Văn An", "0912345671", lc, born),
+        ("NGUYEN VAN AN", "0912345672", lc, born),  # same person without diacritics
+        ("Nguyễn Văn An", "0912345673", lc, date(1991, 1, 2)),  # another birth date
+        ("Nguyễn Văn An", "0912345674", hb, born),  # another unit
+        ("Nguyễn Văn Anh", "0912345675", lc, born),  # another name
+        ("Trần Thị Bình", "0912345676", hb, None),
+        ("Tran Thi Binh", "0912345677", hb, None),  # no birth date: not comparable
+    ]
+    for name, phone, unit_id, birth_date in people:
+        await store.register_participant_with_outbox(
+            pool, new_participant(unit_id, full_name=name, phone=phone, birth_date=birth_date)
+        )
+    [group] = await store.likely_duplicates(pool, scope_unit_id=None, limit=10)
+    assert (group.unit_id, group.unit_name, group.birth_date) == (lc, "Phường Lê Chân", born)
+    assert [p.phone for p in group.participants] == ["0912345671", "0912345672"]
+    assert await store.likely_duplicates(pool, scope_unit_id=demo_units["HB"].id, limit=10) == []
+    assert len(await store.likely_duplicates(pool, scope_unit_id=demo_units["LC"].id, limit=10)) == 1
+
+
+async def test_bursts_of_accounts_from_one_address_or_device(
+    pool: asyncpg.Pool, demo_units: dict[str, store.Unit]
+) -> None:
+    lc, hb = demo_units["LC-P01"].id, demo_units["HB-P01"].id
+    # (minutes after the start, address, device, unit)
+    sign_ups = [
+        (0, "203.0.113.1", None, lc), (2, "203.0.113.1", None, lc), (4, "203.0.113.1", None, lc),
+        (6, "203.0.113.1", None, hb), (9, "203.0.113.1", None, lc),  # five within ten minutes
+        (30, "203.0.113.1", None, lc),  # later, alone: not part of the burst
+        (0, "198.51.100.2", "device-aaaa", lc), (20, "198.51.100.2", "device-aaaa", lc),  # slow: fine
+        (40, "198.51.100.3", "device-aaaa", lc), (41, "198.51.100.4", "device-aaaa", lc),
+        (42, "198.51.100.5", "device-aaaa", lc),
+    ]
+    for i, (minute, ip, device, unit_id) in enumerate(sign_ups):
+        p = await store.register_participant_with_outbox(
+            pool, new_participant(unit_id, phone=f"09123456{i:02d}", signup_ip=ip, device_id=device)
+        )
+        await pool.execute(
+            "UPDATE participants SET created_at = '2026-03-01T08:00:00Z'::timestamptz + make_interval(mins => $2)"
+            " WHERE id = $1", p.id, minute,
+        )
+    bursts = await store.account_bursts(pool, scope_unit_id=None, min_accounts=5, window_s=600, limit=10)
+    assert [(b.kind, b.source, [p.phone for p in b.participants]) for b in bursts] == [
+        ("ip", "203.0.113.1", ["0912345600", "0912345601", "0912345602", "0912345603", "0912345604"]),
+    ]
+    three = await store.account_bursts(pool, scope_unit_id=None, min_accounts=3, window_s=600, limit=10)
+    assert ("device", "device-aaaa", 3) in [(b.kind, b.source, len(b.participants)) for b in three]
+    # A coordinator of HB sees only HB's sign-ups: one from that address, no burst.
+    assert await store.account_bursts(
+        pool, scope_unit_id=demo_units["HB"].id, min_accounts=5, window_s=600, limit=10
+    ) == []
+
+
+# --- staff ------------------------------------------------------------------------------
+
+async def test_staff_in_unknown_unit_and_listing(pool: asyncpg.Pool, demo_units: dict[str, store.Unit]) -> None:
+    with pytest.raises(store.UnknownUnit):
+        await store.create_staff_with_outbox(
+            pool, store.NewStaff("dp", "Điều Phối", "coordinator", uuid.uuid4(), None, None, "h")
+        )
+    await store.create_staff_with_outbox(
+        pool, store.NewStaff("dp", "Điều Phối", "coordinator", demo_units["LC"].id, None, "0912345678", "h")
+    )
+    [member] = await store.list_staff(pool)
+    assert (member.login, member.role, member.unit_id, member.phone) == ("dp", "coordinator", demo_units["LC"].id,
+                                                                         "0912345678")
