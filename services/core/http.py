@@ -84,21 +84,23 @@ class RequestContext:
 
 
 # --- dependencies routes share -------------------------------------------------------
+# All `async def`: FastAPI runs a plain `def` dependency in a worker thread, a hop that
+# would cost every request on the hot path more than the dependency itself.
 
 
-def _db(request: Request) -> asyncpg.Pool:
+async def _db(request: Request) -> asyncpg.Pool:
     return request.app.state.db  # type: ignore[no-any-return]
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
-def _settings(request: Request) -> CoreSettings:
+async def _settings(request: Request) -> CoreSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -110,25 +112,25 @@ def current_principal(request: Request) -> Principal:
         raise Problem(401, "invalid_token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
 
-def participant_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def participant_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if who.role != "participant":
         raise Problem(403, "forbidden")
     return who
 
 
-def organiser_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def organiser_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if who.role != "organiser":
         raise Problem(403, "forbidden")
     return who
 
 
-def staff_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def staff_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not who.is_staff:
         raise Problem(403, "forbidden")
     return who
 
 
-def arrival_time(request: Request) -> datetime:
+async def arrival_time(request: Request) -> datetime:
     """When the request reached the gateway (nginx `X-Request-Start: t=<epoch seconds>`):
     deadlines are judged on it, so time spent queueing inside never costs a participant."""
     stamp = request.headers.get("x-request-start", "")

@@ -155,7 +155,7 @@ async def leaderboard(
             "validation",
             errors=[{"field": "group", "message": "Chỉ lọc theo một trong hai: đơn vị (unit_id) hoặc nhóm (group)."}],
         )
-    if live and current_principal(request).role != "organiser":
+    if live and (await current_principal(request)).role != "organiser":
         raise Problem(403, "forbidden")
     board = await boards.top(round_id, limit, unit_id=unit_id, group=group, now=datetime.now(UTC), live=live)
     # Thousands of people refresh the same board at the deadline; a second or two of
