@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL, Redis and RabbitMQ answer and that an nginx binary exists,
-# so that `make run` and `make test` work on a fresh machine.
+# Makes sure PostgreSQL, Redis and RabbitMQ answer and that nginx and Chromium (for the
+# browser tests) are installed, so that `make run` and `make test` work on a fresh machine.
 #
 # For each server: if its port answers, it is reused as it is. Otherwise it is started
 # with `docker compose` when a Docker engine is reachable, else installed with apt and
@@ -77,7 +77,13 @@ find_nginx() {
 need_nginx=
 [[ -n $(find_nginx) ]] || need_nginx=1
 
-if ((${#missing[@]} == 0)) && [[ -z $need_nginx ]]; then
+# The browser tests (tests/e2e/test_web.py) drive Debian's Chromium; Playwright's own
+# browser download is never used (the machines that run this may have no internet).
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+need_chromium=
+[[ -x $CHROMIUM ]] || need_chromium=1
+
+if ((${#missing[@]} == 0)) && [[ -z $need_nginx ]] && [[ -z $need_chromium ]]; then
     exit 0
 fi
 
@@ -212,5 +218,16 @@ if [[ -n $need_nginx ]]; then
         fi
     else
         die "nginx is missing: install it (Debian/Ubuntu: 'sudo apt-get install nginx'; macOS: 'brew install nginx'). Only the binary is used; the gateway runs as its own process."
+    fi
+fi
+
+if [[ -n $need_chromium ]]; then
+    # Only the browser tests need it, so a missing Chromium warns rather than stops `make run`.
+    if can_apt; then
+        apt_install chromium || say "could not install chromium: the browser tests will fail"
+    else
+        say "Chromium is missing at $CHROMIUM: the browser tests (tests/e2e/test_web.py) need it."
+        say "Install it (Debian: 'sudo apt-get install chromium') or set CHROMIUM to a Chromium/Chrome binary."
+        say "Do not run 'playwright install': it downloads a browser from the internet."
     fi
 fi

@@ -28,7 +28,8 @@ DEFAULTS = {
     "QUIZ_UPSTREAM": f"127.0.0.1:{os.environ.get('QUIZ_PORT') or 8002}",
     "SCORING_UPSTREAM": f"127.0.0.1:{os.environ.get('SCORING_PORT') or 8003}",
     "NOTIFY_UPSTREAM": f"127.0.0.1:{os.environ.get('NOTIFY_PORT') or 8004}",
-    "WEB_ROOT": str(ROOT / "web"),
+    # The build output of web/build.py (content-hashed assets), not the sources.
+    "WEB_ROOT": str(ROOT / "web" / "dist"),
     "NGINX_PREFIX": str(ROOT / "var" / "nginx"),
 }
 PATHS = ("WEB_ROOT", "NGINX_PREFIX")
