@@ -8,7 +8,6 @@ database, and stores what they return.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+
+from services.core.phones import NotAMobileNumber, national_mobile
 
 ContactKind = Literal["participant", "staff"]
 Channel = Literal["email", "sms"]
@@ -439,40 +440,15 @@ def format_percent(rate: float | None, language: str) -> str:
 
 # --- phone numbers ------------------------------------------------------------------------
 
-# Vietnamese mobile prefixes in use since the 2018 renumbering (the same list registration
-# validates sign-ups with): Viettel 032–039, 086, 096–098; Vinaphone 081–085, 088, 091,
-# 094; MobiFone 070, 076–079, 089, 090, 093; Vietnamobile 052, 056, 058, 092; Gmobile 059,
-# 099; Reddi 055; Itel 087.
-MOBILE_PREFIXES: frozenset[str] = frozenset(
-    [f"03{d}" for d in "23456789"]
-    + ["052", "055", "056", "058", "059"]
-    + ["070", "076", "077", "078", "079"]
-    + [f"08{d}" for d in "123456789"]
-    + [f"09{d}" for d in "0123456789"]
-)
-_PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
-
-
 def vietnamese_mobile(raw: str | None) -> str | None:
     """'+84 912 345 678', '84912345678', '0912.345.678' → '0912345678'; None when the
     text is not a Vietnamese mobile number (SMS to it would fail or reach someone else)."""
     if raw is None:
         return None
-    digits = _PHONE_SEPARATORS.sub("", raw)
-    if digits.startswith("+84"):
-        subscriber = digits[3:]
-    elif digits.startswith("84") and len(digits) in (11, 12):
-        subscriber = digits[2:]
-    elif digits.startswith("0"):
-        subscriber = digits[1:]
-    else:
+    try:
+        return national_mobile(raw)
+    except NotAMobileNumber:
         return None
-    if len(subscriber) == 10 and subscriber.startswith("0") and not digits.startswith("0"):
-        subscriber = subscriber[1:]  # '+84 (0)912…': the trunk 0 after the country code
-    if len(subscriber) != 9 or not subscriber.isascii() or not subscriber.isdigit():
-        return None
-    national = "0" + subscriber
-    return national if national[:3] in MOBILE_PREFIXES else None
 
 
 def format_phone(national: str, number_format: Literal["e164", "international", "national"]) -> str:

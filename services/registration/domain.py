@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
 
+from services.core.phones import NotAMobileNumber, national_mobile
+
 # --- Vietnamese text --------------------------------------------------------------------
 
 # đ/Đ are letters of their own, not d plus a mark: NFD leaves them whole.
@@ -49,19 +51,6 @@ def clean_text(text: str) -> str:
 
 # --- phone numbers ----------------------------------------------------------------------
 
-# Vietnamese mobile prefixes in use since the 2018 renumbering (11 → 10 digits), by
-# network: Viettel 032–039, 086, 096–098; Vinaphone 081–085, 088, 091, 094; MobiFone
-# 070, 076–079, 089, 090, 093; Vietnamobile 052, 056, 058, 092; Gmobile 059, 099;
-# Reddi 055; Itel 087. Kept as data: a new range is one line here.
-MOBILE_PREFIXES: frozenset[str] = frozenset(
-    [f"03{d}" for d in "23456789"]
-    + ["052", "055", "056", "058", "059"]
-    + ["070", "076", "077", "078", "079"]
-    + [f"08{d}" for d in "123456789"]
-    + [f"09{d}" for d in "0123456789"]
-)
-
-_PHONE_SEPARATORS = re.compile(r"[\s.\-()]")
 _PHONE_MESSAGE = "Số điện thoại không hợp lệ: cần số di động Việt Nam gồm 10 chữ số, ví dụ 0912345678."
 _PREFIX_MESSAGE = "Đầu số {prefix} không phải đầu số di động Việt Nam."
 
@@ -71,24 +60,11 @@ def normalise_phone(raw: str) -> str:
 
     Raises ValueError (Vietnamese message) for anything that is not a Vietnamese mobile number.
     """
-    digits = _PHONE_SEPARATORS.sub("", raw)
-    if digits.startswith("+84"):
-        subscriber = digits[3:]
-    elif digits.startswith("84") and len(digits) in (11, 12):
-        subscriber = digits[2:]
-    elif digits.startswith("0"):
-        subscriber = digits[1:]
-    else:
-        raise ValueError(_PHONE_MESSAGE)
-    # '+84 (0)912…' is common: the trunk 0 written after the country code is dropped.
-    if len(subscriber) == 10 and subscriber.startswith("0") and not digits.startswith("0"):
-        subscriber = subscriber[1:]
-    if len(subscriber) != 9 or not subscriber.isascii() or not subscriber.isdigit():
-        raise ValueError(_PHONE_MESSAGE)
-    phone = "0" + subscriber
-    if phone[:3] not in MOBILE_PREFIXES:
-        raise ValueError(_PREFIX_MESSAGE.format(prefix=phone[:3]))
-    return phone
+    try:
+        return national_mobile(raw)
+    except NotAMobileNumber as exc:
+        message = _PREFIX_MESSAGE.format(prefix=exc.prefix) if exc.prefix else _PHONE_MESSAGE
+        raise ValueError(message) from None
 
 
 def mask_phone(phone: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.core import phones
 from services.notify import domain
 from services.notify.domain import Contact, SendError, Winner, WinnersAnnouncement
 
@@ -411,7 +412,7 @@ def test_anything_else_is_not_a_vietnamese_mobile_number(raw: str | None) -> Non
     assert domain.vietnamese_mobile(raw) is None
 
 
-@given(st.sampled_from(sorted(domain.MOBILE_PREFIXES)), st.integers(0, 9_999_999))
+@given(st.sampled_from(sorted(phones.MOBILE_PREFIXES)), st.integers(0, 9_999_999))
 def test_every_mobile_prefix_in_every_spelling_is_the_same_number(prefix: str, subscriber: int) -> None:
     national = f"{prefix}{subscriber:07d}"
     spellings = [national, "+84" + national[1:], "84" + national[1:], f"{national[:4]} {national[4:7]} {national[7:]}"]
@@ -425,7 +426,7 @@ def test_every_mobile_prefix_in_every_spelling_is_the_same_number(prefix: str, s
 def test_whatever_comes_in_a_result_is_ten_ascii_digits_with_a_mobile_prefix(raw: str) -> None:
     result = domain.vietnamese_mobile(raw)
     assert result is None or (len(result) == 10 and result.isascii() and result.isdigit()
-                              and result[:3] in domain.MOBILE_PREFIXES)
+                              and result[:3] in phones.MOBILE_PREFIXES)
 
 
 # --- GSM-7 and segments ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
+from services.core import phones
 from services.registration import domain
 from services.registration.domain import RowError, Table, UnitRow
 
@@ -67,7 +68,7 @@ def test_search_key_ignores_diacritics_case_spacing_and_normal_form() -> None:
 
 # --- phone numbers ----------------------------------------------------------------------
 
-PREFIXES = sorted(domain.MOBILE_PREFIXES)
+PREFIXES = sorted(phones.MOBILE_PREFIXES)
 
 
 def test_prefix_list_is_the_current_one() -> None:
@@ -77,7 +78,7 @@ def test_prefix_list_is_the_current_one() -> None:
         | {f"08{d}" for d in "123456789"}
         | {f"09{d}" for d in "0123456789"}
     )
-    assert set(domain.MOBILE_PREFIXES) == expected
+    assert set(phones.MOBILE_PREFIXES) == expected
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -85,7 +86,7 @@ def test_every_mobile_prefix_is_accepted(prefix: str) -> None:
     assert domain.normalise_phone(prefix + "1234567") == prefix + "1234567"
 
 
-@pytest.mark.parametrize("prefix", [f"0{n:02d}" for n in range(100) if f"0{n:02d}" not in domain.MOBILE_PREFIXES])
+@pytest.mark.parametrize("prefix", [f"0{n:02d}" for n in range(100) if f"0{n:02d}" not in phones.MOBILE_PREFIXES])
 def test_every_other_prefix_is_rejected(prefix: str) -> None:
     with pytest.raises(ValueError, match="không phải đầu số di động"):
         domain.normalise_phone(prefix + "1234567")
@@ -126,10 +127,10 @@ def test_anything_accepted_is_a_ten_digit_mobile_number(raw: str) -> None:
     except ValueError as error:
         assert str(error).startswith(("Số điện thoại", "Đầu số"))  # Vietnamese, for the form
         return
-    assert len(phone) == 10 and phone.isdigit() and phone[:3] in domain.MOBILE_PREFIXES
+    assert len(phone) == 10 and phone.isdigit() and phone[:3] in phones.MOBILE_PREFIXES
 
 
-@given(st.text("0123456789", min_size=9, max_size=9).filter(lambda s: "0" + s[:2] not in domain.MOBILE_PREFIXES))
+@given(st.text("0123456789", min_size=9, max_size=9).filter(lambda s: "0" + s[:2] not in phones.MOBILE_PREFIXES))
 def test_random_non_mobile_numbers_are_rejected(subscriber: str) -> None:
     for written in ("0" + subscriber, "+84" + subscriber, "84" + subscriber):
         with pytest.raises(ValueError):
