@@ -61,6 +61,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Ngân hàng câu hỏi không đủ để tạo đề theo cấu hình của vòng thi. Vui lòng báo ban tổ chức.",
         "The question bank cannot give an attempt as the round is configured. Please tell the organisers.",
     ),
+    "review_not_available": (
+        "Conflict",
+        "Đáp án chỉ được công bố sau khi vòng thi kết thúc và mọi lượt thi đã hết giờ.",
+        "The answers are shown only once the round has closed and every attempt in it has ended.",
+    ),
     "round_locked": (
         "Conflict",
         "Vòng thi đã mở: chỉ còn được lùi thời điểm đóng khi vòng thi đang mở.",
@@ -224,6 +229,9 @@ class PredictionOut(BaseModel):
 
 class AttemptOut(BaseModel):
     attempt_id: UUID
+    round_id: UUID
+    round_number: int
+    contest_slug: str
     deadline_at: datetime
     attempt_number: int
     questions: list[QuestionOut]
@@ -237,7 +245,8 @@ class AttemptStateOut(AttemptOut):
 
 
 async def _attempt_out(
-    db: Db, redis: RedisClient, questions: Questions, attempt: Attempt, round_: Round, *, new: bool = False
+    db: Db, redis: RedisClient, questions: Questions, attempt: Attempt, round_: Round, contest_slug: str,
+    *, new: bool = False,
 ) -> AttemptOut:
     bank = await questions.of_round(db, attempt.round_id)
     shown = [bank[question_id] for question_id in attempt.question_ids]
@@ -254,6 +263,9 @@ async def _attempt_out(
             answers = {}
     return AttemptOut(
         attempt_id=attempt.id,
+        round_id=attempt.round_id,
+        round_number=round_.number,
+        contest_slug=contest_slug,
         deadline_at=attempt.deadline_at,
         attempt_number=attempt.attempt_number,
         questions=[
@@ -282,9 +294,10 @@ async def start_attempt(
     arrived: ArrivedAt,
     response: Response,
 ) -> AttemptOut:
-    round_ = await store.round_by_id(db, round_id)
-    if round_ is None:
+    found = await store.round_with_slug(db, round_id)
+    if found is None:
         raise Problem(404, "not_found")
+    round_, contest_slug = found
     # Two simultaneous starts both see n attempts and both try number n+1; the UNIQUE
     # constraint lets one in, and the other goes round again and resumes that attempt.
     for _ in range(3):
@@ -292,19 +305,20 @@ async def start_attempt(
         running = domain.running_attempt(attempts, round_.grace_s, arrived)
         if running is not None:
             response.status_code = 200
-            return await _attempt_out(db, redis, questions, running, round_)
+            return await _attempt_out(db, redis, questions, running, round_, contest_slug)
         if not domain.accepts_start(round_, arrived):
             raise Problem(409, "round_not_open", round_status=domain.round_status(round_, arrived))
         if not domain.has_attempts_left(round_, len(attempts)):
             raise Problem(409, "attempts_exhausted", max_attempts=round_.max_attempts, attempts_used=len(attempts))
         if round_.opened_at is None:
             await store.open_round(db, round_id, arrived)
-            round_ = await store.round_by_id(db, round_id)
-            if round_ is None or round_.opened_at is None:
+            reread = await store.round_by_id(db, round_id)
+            if reread is None or reread.opened_at is None:
                 raise Problem(409, "round_not_open", round_status="scheduled")
+            round_ = reread
         attempt = _new_attempt(round_, await questions.draw_pool(db, round_), who, attempts, arrived)
         if await store.insert_attempt(db, attempt):
-            return await _attempt_out(db, redis, questions, attempt, round_, new=True)
+            return await _attempt_out(db, redis, questions, attempt, round_, contest_slug, new=True)
     raise Problem(409, "attempt_conflict")
 
 
@@ -350,17 +364,120 @@ def _deadline_passed(attempt: Attempt) -> Problem:
     return Problem(409, "deadline_passed", deadline_at=attempt.deadline_at.isoformat())
 
 
+async def _own_attempt_and_slug(db: Db, attempt_id: UUID, who: Principal) -> tuple[Attempt, Round, str]:
+    found = await store.attempt_with_round_and_slug(db, attempt_id, who.id)
+    if found is None:
+        raise Problem(404, "not_found")
+    return found
+
+
 @router.get("/api/attempts/{attempt_id}")
 async def get_attempt(
     attempt_id: UUID, who: Participant, db: Db, redis: RedisClient, questions: Questions
 ) -> AttemptStateOut:
-    attempt, round_ = await _own_attempt(db, attempt_id, who)
-    view = await _attempt_out(db, redis, questions, attempt, round_)
+    attempt, round_, contest_slug = await _own_attempt_and_slug(db, attempt_id, who)
+    view = await _attempt_out(db, redis, questions, attempt, round_, contest_slug)
     return AttemptStateOut(
         **view.model_dump(),
         submitted_at=attempt.submitted_at,
         status=domain.attempt_status(attempt, round_.grace_s, _now()),
     )
+
+
+class ReviewQuestionOut(BaseModel):
+    id: UUID
+    text: str
+    multiple: bool
+    options: list[OptionOut]  # in the order the attempt showed them
+    chosen: list[str]  # as submitted; empty when the attempt was never submitted
+    correct: list[str]
+    is_correct: bool
+    explanation: str
+
+
+class ReviewOut(BaseModel):
+    attempt_id: UUID
+    round_id: UUID
+    submitted_at: datetime | None
+    questions: list[ReviewQuestionOut]
+
+
+@router.get("/api/attempts/{attempt_id}/review")
+async def review_attempt(attempt_id: UUID, who: Participant, db: Db, questions: Questions) -> ReviewOut:
+    """The attempt's questions with the answers given and the right ones, once no attempt
+    of the round can still be submitted (domain.review_available)."""
+    attempt, round_ = await _own_attempt(db, attempt_id, who)
+    now = _now()
+    if not domain.review_available(round_, now):
+        raise Problem(409, "review_not_available", round_status=domain.round_status(round_, now),
+                      available_at=domain.review_available_at(round_).isoformat())
+    bank = await questions.of_round(db, attempt.round_id)
+    answers = (attempt.answers or {}) if attempt.submitted_at is not None else {}
+    reviewed: list[ReviewQuestionOut] = []
+    for question in (bank[q] for q in attempt.question_ids if q in bank):
+        chosen = sorted(answers.get(str(question.id), []))
+        reviewed.append(ReviewQuestionOut(
+            id=question.id, text=question.text, multiple=question.multiple,
+            options=[OptionOut(id=o.id, text=o.text) for o in domain.shuffled_options(question, attempt.seed)],
+            chosen=chosen, correct=sorted(question.correct),
+            is_correct=domain.answer_is_correct(chosen, question.correct), explanation=question.explanation,
+        ))
+    return ReviewOut(attempt_id=attempt.id, round_id=attempt.round_id, submitted_at=attempt.submitted_at,
+                     questions=reviewed)
+
+
+class MyAttemptOut(BaseModel):
+    attempt_id: UUID
+    round_id: UUID
+    round_number: int
+    round_title: str
+    contest_slug: str
+    contest_title: str
+    attempt_number: int
+    started_at: datetime
+    deadline_at: datetime
+    submitted_at: datetime | None
+    status: domain.AttemptStatus
+
+
+HISTORY_LIMIT = 200
+
+
+@router.get("/api/me/attempts")
+async def my_attempts(
+    who: Participant,
+    db: Db,
+    contest: Annotated[str | None, Query(min_length=1, max_length=100, description="contest slug or id")] = None,
+) -> list[MyAttemptOut]:
+    """The caller's attempts across rounds, the latest started first (at most 200)."""
+    contest_id: UUID | None = None
+    contest_slug: str | None = None
+    if contest is not None:
+        try:
+            contest_id = UUID(contest)
+        except ValueError:
+            contest_slug = contest
+    lines = await store.attempts_of_participant(
+        db, who.id, contest_id=contest_id, contest_slug=contest_slug, limit=HISTORY_LIMIT)
+    if not lines and contest is not None and await _contest_missing(db, contest_id, contest_slug):
+        raise Problem(404, "not_found")
+    now = _now()
+    return [
+        MyAttemptOut(
+            attempt_id=line.attempt_id, round_id=line.round_id, round_number=line.round_number,
+            round_title=line.round_title, contest_slug=line.contest_slug, contest_title=line.contest_title,
+            attempt_number=line.attempt_number, started_at=line.started_at, deadline_at=line.deadline_at,
+            submitted_at=line.submitted_at,
+            status=domain.attempt_status_at(line.submitted_at, line.deadline_at, line.grace_s, now),
+        )
+        for line in lines
+    ]
+
+
+async def _contest_missing(db: Db, contest_id: UUID | None, contest_slug: str | None) -> bool:
+    if contest_id is not None:
+        return await store.contest_by_id(db, contest_id) is None
+    return contest_slug is None or await store.contest_by_slug(db, contest_slug) is None
 
 
 class AnswersIn(BaseModel):

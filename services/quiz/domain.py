@@ -268,9 +268,16 @@ def accepts_submit(arrived_at: datetime, attempt: Attempt, grace_s: int) -> bool
 
 
 def attempt_status(attempt: Attempt, grace_s: int, now: datetime) -> AttemptStatus:
-    if attempt.submitted_at is not None:
+    return attempt_status_at(attempt.submitted_at, attempt.deadline_at, grace_s, now)
+
+
+def attempt_status_at(
+    submitted_at: datetime | None, deadline_at: datetime, grace_s: int, now: datetime
+) -> AttemptStatus:
+    """attempt_status from the attempt's times alone (a history line carries no more)."""
+    if submitted_at is not None:
         return "submitted"
-    return "running" if accepts_submit(now, attempt, grace_s) else "expired"
+    return "running" if now <= deadline_at + timedelta(seconds=grace_s) else "expired"
 
 
 def running_attempt(attempts: Iterable[Attempt], grace_s: int, now: datetime) -> Attempt | None:
@@ -634,6 +641,29 @@ def shuffled_options(question: Question, seed: int) -> list[Option]:
     # A string seed is hashed with SHA-512 by `random`, so it is stable across processes.
     random.Random(f"{seed}:{question.id}").shuffle(options)
     return options
+
+
+def answer_is_correct(chosen: Collection[str] | None, correct: Collection[str]) -> bool:
+    """Scoring's rule (services/scoring/domain.py `answer_is_correct`, used by `score`):
+    right only when exactly the key's set of options is chosen; nothing chosen is wrong,
+    and an empty key can never be right. No service imports another's code, so the two
+    copies are checked against each other (services/quiz/tests/test_domain.py)."""
+    return bool(correct) and chosen is not None and set(chosen) == set(correct)
+
+
+def review_available_at(round_: Round) -> datetime:
+    """From when an attempt's review (the correct answers) may be shown: once no attempt of
+    the round can still be submitted. An attempt started just before the close runs its
+    time limit and grace past it, and a review shown earlier would hand its author, or
+    anyone they share it with, the key. A final round has no such attempt left."""
+    return effective_close(round_) + timedelta(seconds=round_.time_limit_s + round_.grace_s)
+
+
+def review_available(round_: Round, now: datetime) -> bool:
+    status = round_status(round_, now)
+    if status == "final":
+        return True
+    return status == "closed" and now >= review_available_at(round_)
 
 
 def answer_key(questions: Iterable[Question]) -> dict[str, list[str]]:

@@ -303,6 +303,16 @@ async def round_by_id(conn: Conn, round_id: UUID) -> Round | None:
     return _round(row) if row else None
 
 
+async def round_with_slug(conn: Conn, round_id: UUID) -> tuple[Round, str] | None:
+    """The round and its contest's slug (slugs never change: what clients link by)."""
+    row = await conn.fetchrow(
+        "SELECT r.*, c.slug AS contest_slug FROM rounds AS r JOIN contests AS c ON c.id = r.contest_id"
+        " WHERE r.id = $1",
+        round_id,
+    )
+    return (_round(row), row["contest_slug"]) if row else None
+
+
 async def round_with_contest(conn: Conn, round_id: UUID) -> tuple[Round, Contest] | None:
     row = await conn.fetchrow(
         "SELECT r.*, c AS contest FROM rounds AS r JOIN contests AS c ON c.id = r.contest_id WHERE r.id = $1",
@@ -644,6 +654,70 @@ async def attempt_with_round(conn: Conn, attempt_id: UUID, participant_id: UUID)
         attempt_id, participant_id,
     )
     return (_attempt(row), _round(row["round"])) if row else None
+
+
+async def attempt_with_round_and_slug(
+    conn: Conn, attempt_id: UUID, participant_id: UUID
+) -> tuple[Attempt, Round, str] | None:
+    """attempt_with_round, with the slug of the round's contest."""
+    row = await conn.fetchrow(
+        "SELECT a.*, r AS round, c.slug AS contest_slug FROM attempts AS a"
+        " JOIN rounds AS r ON r.id = a.round_id JOIN contests AS c ON c.id = r.contest_id"
+        " WHERE a.id = $1 AND a.participant_id = $2",
+        attempt_id, participant_id,
+    )
+    return (_attempt(row), _round(row["round"]), row["contest_slug"]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLine:
+    """One line of a participant's history: an attempt with its round and contest."""
+
+    attempt_id: UUID
+    round_id: UUID
+    round_number: int
+    round_title: str
+    contest_id: UUID
+    contest_slug: str
+    contest_title: str
+    attempt_number: int
+    started_at: datetime
+    deadline_at: datetime
+    submitted_at: datetime | None
+    grace_s: int
+
+
+# One statement on attempts_by_participant (the test EXPLAINs this very text).
+ATTEMPTS_OF_PARTICIPANT = """
+    SELECT a.id, a.round_id, a.attempt_number, a.started_at, a.deadline_at, a.submitted_at,
+           r.number AS round_number, r.title AS round_title, r.grace_s,
+           c.id AS contest_id, c.slug AS contest_slug, c.title AS contest_title
+    FROM attempts AS a
+    JOIN rounds AS r ON r.id = a.round_id
+    JOIN contests AS c ON c.id = r.contest_id
+    WHERE a.participant_id = $1
+      AND ($2::uuid IS NULL OR c.id = $2) AND ($3::text IS NULL OR c.slug = $3)
+    ORDER BY a.started_at DESC, a.attempt_number DESC, a.id
+    LIMIT $4
+"""
+
+
+async def attempts_of_participant(
+    conn: Conn, participant_id: UUID, *, contest_id: UUID | None = None, contest_slug: str | None = None,
+    limit: int = 200,
+) -> list[AttemptLine]:
+    """The participant's attempts across rounds (of one contest, by id or slug, when
+    given), the latest started first."""
+    rows = await conn.fetch(ATTEMPTS_OF_PARTICIPANT, participant_id, contest_id, contest_slug, limit)
+    return [
+        AttemptLine(
+            attempt_id=row["id"], round_id=row["round_id"], round_number=row["round_number"],
+            round_title=row["round_title"], contest_id=row["contest_id"], contest_slug=row["contest_slug"],
+            contest_title=row["contest_title"], attempt_number=row["attempt_number"], started_at=row["started_at"],
+            deadline_at=row["deadline_at"], submitted_at=row["submitted_at"], grace_s=row["grace_s"],
+        )
+        for row in rows
+    ]
 
 
 async def attempt_with_round_admin(conn: Conn, attempt_id: UUID) -> tuple[Attempt, Round] | None:

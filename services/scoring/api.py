@@ -316,6 +316,11 @@ class ScoreBandOut(BaseModel):
     entries: int
 
 
+class HourCountOut(BaseModel):
+    at: datetime  # the start of the hour, UTC
+    attempts: int
+
+
 class ParticipationOut(BaseModel):
     contest_id: UUID
     contest_title: str
@@ -329,6 +334,8 @@ class ParticipationOut(BaseModel):
     score_bands: list[ScoreBandOut]
     all_correct: int
     top_units: list[ParticipationUnitOut]
+    # Submitted attempts per hour, earliest first; hours without any are left out.
+    attempts_over_time: list[HourCountOut]
 
 
 ReportFormat = Literal["json", "csv", "xlsx"]
@@ -385,6 +392,7 @@ async def participation_report(
                                   entries=b.entries) for b in report.score_bands],
         all_correct=report.all_correct,
         top_units=[ParticipationUnitOut.of(u) for u in report.top_units],
+        attempts_over_time=[HourCountOut(at=h.at, attempts=h.attempts) for h in report.attempts_over_time],
     )
 
 

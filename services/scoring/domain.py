@@ -47,13 +47,19 @@ def score(
     """(correct, total) of one attempt. Unanswered questions count wrong, answers to
     questions outside the attempt are ignored, and a question missing from the key can
     never be right (an empty key must not reward an empty answer)."""
-    correct = 0
-    for question_id in question_ids:
-        key = answer_key.get(question_id)
-        chosen = answers.get(question_id)
-        if key and chosen is not None and set(chosen) == set(key):
-            correct += 1
+    correct = sum(
+        1 for question_id in question_ids
+        if answer_is_correct(answers.get(question_id), answer_key.get(question_id, ()))
+    )
     return correct, len(question_ids)
+
+
+def answer_is_correct(chosen: Collection[str] | None, key: Collection[str]) -> bool:
+    """One answer is right only when exactly the key's set of options is chosen; nothing
+    chosen is wrong, and an empty key can never be right. quiz shows reviews with its own
+    copy of this rule (services/quiz/domain.py `answer_is_correct`); the two are checked
+    against each other."""
+    return bool(key) and chosen is not None and set(chosen) == set(key)
 
 
 def duration_ms(started_at: datetime, submitted_at: datetime) -> int:

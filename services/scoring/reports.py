@@ -1,6 +1,7 @@
 """The organisers' participation report (DESIGN.md "Reports organisers publish"): per
 unit participants, attempts and rate, units at 100 %, score bands, all-correct entries,
-top units; as data, CSV and XLSX.
+top units; as data, CSV and XLSX. The data also has submitted attempts per hour (for the
+dashboard's chart; the files keep their columns and sheets).
 
 Figures of a unit cover its whole subtree: a district's row counts its wards' people and
 headcounts (the "Gồm đơn vị trực thuộc" column says which rows are such totals).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -41,6 +42,8 @@ class ParticipationReport:
     attempts: int
     top_units: list[domain.UnitParticipation]
     generated_at: datetime
+    # Submitted attempts per UTC hour (hours with none left out); JSON only.
+    attempts_over_time: list[store.HourCount] = field(default_factory=list)
 
     @property
     def units_complete(self) -> int:
@@ -60,7 +63,9 @@ async def participation_report(
     units = await store.unit_participation(conn, scope)
     if visible_units is not None:
         units = [u for u in units if u.unit_id in visible_units]
-    figures = await store.entry_figures(conn, scope, None if visible_units is None else sorted(visible_units))
+    scoped_units = None if visible_units is None else sorted(visible_units)
+    figures = await store.entry_figures(conn, scope, scoped_units)
+    by_hour = await store.attempts_by_hour(conn, scope, scoped_units)
     bands, all_correct = domain.score_bands(figures.by_score)
     contest = rounds[-1]
     return ParticipationReport(
@@ -75,6 +80,7 @@ async def participation_report(
         attempts=figures.attempts,
         top_units=domain.top_units(units),
         generated_at=now,
+        attempts_over_time=by_hour,
     )
 
 

@@ -723,6 +723,31 @@ async def entry_figures(conn: Conn, round_ids: Sequence[UUID], units: Sequence[U
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HourCount:
+    at: datetime  # the hour's start, UTC
+    attempts: int
+
+
+async def attempts_by_hour(conn: Conn, round_ids: Sequence[UUID], units: Sequence[UUID] | None) -> list[HourCount]:
+    """Submitted attempts per hour of submission (UTC hours, whatever the session's time
+    zone), the hours with none left out, earliest first; in these rounds, and only of
+    entrants of these units when given, counted as entry_figures counts them."""
+    rows = await conn.fetch(
+        """
+        SELECT date_trunc('hour', r.submitted_at, 'UTC') AS at, count(*) AS attempts
+        FROM results r LEFT JOIN participants p ON p.participant_id = r.participant_id
+        WHERE r.round_id = ANY($1::uuid[])
+          AND ($2::uuid[] IS NULL OR coalesce(r.unit_id, p.unit_id) = ANY($2::uuid[]))
+        GROUP BY 1
+        ORDER BY 1
+        """,
+        list(round_ids),
+        None if units is None else list(units),
+    )
+    return [HourCount(r["at"], int(r["attempts"])) for r in rows]
+
+
 # --- collective rules, nudges ----------------------------------------------------------
 
 async def collective_rules(conn: Conn, contest_id: UUID) -> list[domain.MinRate] | None:

@@ -25,6 +25,7 @@ from tests.e2e.browser import (
     PASSWORD,
     Pages,
     WebContest,
+    answer_key_by_text,
     bearer,
     eventually,
     screenshot,
@@ -182,6 +183,9 @@ def test_participant_story_on_a_phone(stack: Stack, web_contest: WebContest, pag
     expect(page.locator("[data-testid=correct]")).to_have_text(re.compile(r"^\d+/10$"))
     expect(page.get_by_text("Vị trí hiện tại trên bảng xếp hạng")).to_be_visible(timeout=15_000)
     expect(page.get_by_text("Bạn còn 2 lượt thi trong vòng này.")).to_be_visible()
+    # The round is open: the right answers wait for its end (the review API answers 409).
+    expect(page.get_by_text("Đáp án và giải thích sẽ được công bố từ")).to_be_visible()
+    expect(page.locator("[data-testid=review]")).to_have_count(0)
     assert storage_keys(page, "hoithi.pending.") == [] and storage_keys(page, "hoithi.draft.") == []
     screenshot(page, "06-result")
 
@@ -391,6 +395,24 @@ def test_organiser_imports_creates_closes_and_announces(
     expect(page.get_by_text("Đã đóng vòng thi.")).to_be_visible()
     expect(page.locator("[data-testid=round-status]")).to_have_text("Đã có kết quả", timeout=30_000)
 
+    # Huy, on a phone that never saw his attempt (he took it through the API): his history
+    # comes from the server, and with the round over his result shows the review.
+    phone, _ = pages.new(init_storage=session_storage_for(web_contest, "0987000104"))
+    phone.goto("/lich-su")
+    line = phone.locator(f"tr[data-attempt-id='{body['attempt_id']}']")
+    expect(line).to_contain_text("Vòng 2: Tuần 2 (thử)")
+    expect(line).to_contain_text(re.compile(r"\d+/5 câu đúng"))
+    expect(phone.get_by_text("Danh sách này được lưu trên thiết bị")).to_have_count(0)
+    line.locator(f"a[href='/ket-qua/{body['attempt_id']}']").click()
+    key = answer_key_by_text()
+    right = sum(key[q["text"]] == [q["options"][0]["id"]] for q in body["questions"])
+    review = phone.locator("[data-testid=review]")
+    expect(review.locator("ol > li")).to_have_count(5)
+    expect(review).to_contain_text(f"Bạn trả lời đúng {right}/5 câu.")
+    expect(review.locator("ol > li[data-correct=true]")).to_have_count(right)
+    expect(phone.locator("[data-testid=correct]")).to_have_text(f"{right}/5")
+    screenshot(phone, "16-review")
+
     page.get_by_role("link", name="Đoạt giải").last.click()
     expect(page.locator("[data-testid=winners-status]")).to_have_text("đã có kết quả chung cuộc, chưa công bố",
                                                                       timeout=30_000)
@@ -410,6 +432,9 @@ def test_organiser_imports_creates_closes_and_announces(
     if report.status_code == 200:
         expect(page.locator("[data-testid=participants]")).to_have_text(str(report.json()["participants"]))
         expect(page.locator("ul.bars li").first).to_contain_text("Phường Lê Chân")  # the only unit that took part
+        # Huy's one entry, in the hour he submitted it.
+        assert [p["attempts"] for p in report.json()["attempts_over_time"]] == [1]
+        expect(page.locator("[data-testid=over-time] svg rect")).to_have_count(1)
         with page.expect_download() as exported:
             page.get_by_role("button", name="Tải CSV").click()
         assert exported.value.suggested_filename.endswith(".csv")

@@ -182,7 +182,9 @@ async def test_start_autosave_resume_submit(
     started = await client.post(f"/api/rounds/{round_id}/attempts", headers=an.headers)
     assert started.status_code == 201, started.text
     attempt = started.json()
-    assert set(attempt) == {"attempt_id", "deadline_at", "attempt_number", "questions", "prediction", "answers"}
+    assert set(attempt) == {"attempt_id", "deadline_at", "attempt_number", "questions", "prediction", "answers",
+                            "round_id", "round_number", "contest_slug"}
+    assert (attempt["round_id"], attempt["round_number"], attempt["contest_slug"]) == (round_id, 1, "thi-thu")
     assert attempt["attempt_number"] == 1 and attempt["answers"] == {}
     assert attempt["prediction"] == {"text": "Bao nhiêu người tham gia?"}
     assert len(attempt["questions"]) == 5 and len({q["id"] for q in attempt["questions"]}) == 5

@@ -418,3 +418,69 @@ def test_quotas_round_trip_through_json() -> None:
     assert domain.Quotas.from_json(quotas.as_json()) == quotas
     assert domain.Quotas.from_json({}) == domain.Quotas() and not domain.Quotas()
     assert domain.Quotas({"Luật": 0})  # a zero quota still binds: it keeps the topic out
+
+
+# --- reviews ---------------------------------------------------------------------------
+
+letters = st.lists(st.sampled_from("ABCDEF"), max_size=6)
+
+
+@given(chosen=st.none() | letters, key=letters)
+def test_a_review_judges_an_answer_as_scoring_scores_it(chosen: list[str] | None, key: list[str]) -> None:
+    # quiz may not import scoring's code; the two copies of the rule must agree all the same.
+    from services.scoring import domain as scoring
+
+    expected = scoring.answer_is_correct(chosen, key)
+    assert domain.answer_is_correct(chosen, key) == expected
+    answers = {} if chosen is None else {"q": chosen}
+    assert scoring.score(answers, ["q"], {"q": key}) == (int(expected), 1)
+    assert domain.answer_is_correct(chosen, key) == (bool(key) and chosen is not None and set(chosen) == set(key))
+
+
+def test_answer_is_correct_examples() -> None:
+    assert domain.answer_is_correct(["C", "A"], ("A", "C"))
+    assert domain.answer_is_correct(["A", "A", "C"], ("A", "C"))
+    assert not domain.answer_is_correct(["A"], ("A", "C"))  # every right option must be chosen
+    assert not domain.answer_is_correct(["A", "B", "C"], ("A", "C"))
+    assert not domain.answer_is_correct(None, ("B",)) and not domain.answer_is_correct([], ("B",))
+    assert not domain.answer_is_correct([], ())  # an empty key rewards nothing
+
+
+@given(
+    opens=offsets,
+    length=st.integers(min_value=1, max_value=5_000),
+    closed=st.none() | offsets,
+    time_limit_s=st.integers(min_value=60, max_value=3600),
+    grace_s=st.integers(min_value=0, max_value=300),
+    started_after_s=st.integers(min_value=0, max_value=10_000),
+    now=offsets,
+)
+def test_no_review_while_any_attempt_of_the_round_can_still_be_submitted(
+    opens: datetime, length: int, closed: datetime | None, time_limit_s: int, grace_s: int,
+    started_after_s: int, now: datetime,
+) -> None:
+    round_ = make_round(opens_at=opens, closes_at=opens + timedelta(seconds=length), closed_at=closed,
+                        time_limit_s=time_limit_s, grace_s=grace_s, opened_at=opens)
+    started = opens + timedelta(seconds=started_after_s)
+    if not domain.accepts_start(round_, started):
+        return
+    attempt = make_attempt(started, time_limit_s)
+    if domain.review_available(round_, now):
+        assert domain.round_status(round_, now) == "closed"
+        assert not domain.accepts_submit(now, attempt, grace_s)
+
+
+def test_review_is_available_once_final_or_long_enough_after_the_close() -> None:
+    round_ = make_round(time_limit_s=900, grace_s=30, opened_at=T0)
+    close = round_.closes_at
+    assert not domain.review_available(round_, T0 + timedelta(days=1))  # open
+    assert not domain.review_available(round_, close)  # closed, an attempt may still run
+    assert domain.review_available_at(round_) == close + timedelta(seconds=930)
+    assert not domain.review_available(round_, close + timedelta(seconds=930) - US)
+    assert domain.review_available(round_, close + timedelta(seconds=930))
+    early = make_round(time_limit_s=900, grace_s=30, opened_at=T0, closed_at=T0 + timedelta(hours=1))
+    assert domain.review_available_at(early) == T0 + timedelta(hours=1, seconds=930)
+    # Final: every attempt has ended, whatever the clock says.
+    final = make_round(opened_at=T0, closed_at=T0 + timedelta(hours=1), finalised_at=T0 + timedelta(hours=1))
+    assert domain.review_available(final, T0 + timedelta(hours=1))
+    assert not domain.review_available(make_round(), T0 - timedelta(days=1))  # scheduled

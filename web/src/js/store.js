@@ -46,8 +46,9 @@ export function pendingForRound(roundId, participantId) {
 }
 
 // --- my history -------------------------------------------------------------------------
-// There is no "my attempts" API yet, so the browser remembers the attempts it submitted,
-// per participant (a shared phone keeps each person's list apart).
+// The server's history (GET /api/me/attempts) is the source; this copy of the attempts this
+// browser took, per participant (a shared phone keeps each person's list apart), covers a
+// failed request and tells the result page its round before the attempt has loaded.
 
 const historyKey = (participantId) => `hoithi.history.${participantId || "anon"}`;
 

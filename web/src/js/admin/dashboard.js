@@ -3,7 +3,7 @@
 // drawn here with SVG: no chart library to download.
 import { api } from "../api.js";
 import { download, h, notice, replace } from "../dom.js";
-import { fmtDateTime, fmtNumber, fmtPercent, fmtTime, problemText, t } from "../i18n.js";
+import { fmtDate, fmtDateTime, fmtNumber, fmtPercent, fmtTime, problemText, t } from "../i18n.js";
 import { adminNav, fetchBlob } from "./common.js";
 
 const REFRESH_MS = 30_000;
@@ -76,15 +76,44 @@ function columnChart(points, { title, valueLabel }) {
   return h("figure", {}, svg, table);
 }
 
-function timeline(report) {
-  const raw = report.attempts_over_time || report.timeline || report.attempts_by_hour || [];
-  return raw.map((p) => ({
-    label: (() => {
-      const at = p.at || p.time || p.hour || p.bucket || p.start;
-      return at ? `${fmtTime(at).slice(0, 5)}` : String(p.label ?? "");
-    })(),
-    value: Number(p.attempts ?? p.count ?? p.value ?? 0),
-  }));
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+const VN_OFFSET_MS = 7 * HOUR_MS; // Vietnam keeps UTC+7 all year
+const MAX_HOUR_COLUMNS = 72;
+
+/**
+ * The report's attempts_over_time ([{at: UTC hour start, attempts}], hours without any
+ * left out) as columns: one per hour, the empty hours filled in, so that the chart's
+ * width is time; over more than three days, one per day of Vietnam's calendar.
+ * Returns {points: [{label, value}], per: "hour" | "day"}.
+ */
+export function timeline(report) {
+  const raw = report.attempts_over_time || [];
+  const hours = raw
+    .map((p) => ({ at: Date.parse(p.at), value: Number(p.attempts ?? 0) }))
+    .filter((p) => Number.isFinite(p.at))
+    .sort((a, b) => a.at - b.at);
+  if (!hours.length) return { points: [], per: "hour" };
+  const first = hours[0].at;
+  const last = hours[hours.length - 1].at;
+  if ((last - first) / HOUR_MS < MAX_HOUR_COLUMNS) {
+    const counts = new Map(hours.map((p) => [p.at, p.value]));
+    const overDays = fmtDate(first) !== fmtDate(last);
+    const points = [];
+    for (let at = first; at <= last; at += HOUR_MS) {
+      const clock = `${fmtTime(at).slice(0, 2)}:00`;
+      points.push({ label: overDays ? `${fmtDate(at).slice(0, 5)} ${clock}` : clock, value: counts.get(at) || 0 });
+    }
+    return { points, per: "hour" };
+  }
+  const dayOf = (at) => Math.floor((at + VN_OFFSET_MS) / DAY_MS) * DAY_MS - VN_OFFSET_MS;
+  const counts = new Map();
+  for (const p of hours) counts.set(dayOf(p.at), (counts.get(dayOf(p.at)) || 0) + p.value);
+  const points = [];
+  for (let day = dayOf(first); day <= dayOf(last); day += DAY_MS) {
+    points.push({ label: fmtDate(day).slice(0, 5), value: counts.get(day) || 0 });
+  }
+  return { points, per: "day" };
 }
 
 function bands(report) {
@@ -165,8 +194,11 @@ export async function dashboard(ctx, contest, round) {
       h("h2", {}, t("dash.complete_units", { n: fmtNumber(complete.length) })),
       complete.length ? h("ul", { class: "complete-units" }, complete.map((u) => h("li", {}, u.name))) : h("p", { class: "meta" }, t("dash.none_complete")),
       h("h2", {}, t("dash.over_time")),
-      time.length ? columnChart(time, { title: t("dash.over_time"), valueLabel: t("dash.attempts_unit") })
-        : h("p", { class: "meta" }, t("dash.no_timeline")),
+      time.points.length ? [
+        h("p", { class: "meta" }, time.per === "day" ? t("dash.per_day") : t("dash.per_hour")),
+        h("div", { dataset: { testid: "over-time" } },
+          columnChart(time.points, { title: t("dash.over_time"), valueLabel: t("dash.attempts_unit") })),
+      ] : h("p", { class: "meta" }, t("dash.no_timeline")),
       h("h2", {}, t("dash.bands")),
       scores.length ? columnChart(scores, { title: t("dash.bands"), valueLabel: t("dash.entries_unit") })
         : h("p", { class: "meta" }, t("dash.no_bands")));
