@@ -7,13 +7,11 @@ Playwright is imported inside the fixtures, so the rest of the e2e suite runs wi
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +22,7 @@ import httpx
 import pytest
 
 from tests.e2e.stack import ROOT, Stack
+from tests.e2e.support import QUESTIONS_CSV, bearer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -34,32 +33,10 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-QUESTIONS_CSV = ROOT / "services" / "quiz" / "seed" / "questions.csv"
 PASSWORD = "mat-khau-2026"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # Pages a test builds are about the app: these schemes never leave the machine.
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome-error"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def answer_key_by_text() -> dict[str, list[str]]:
-    with QUESTIONS_CSV.open(encoding="utf-8-sig", newline="") as f:
-        return {row["question"]: sorted(x.strip().upper() for x in row["correct"].split(","))
-                for row in csv.DictReader(f)}
-
-
-def eventually(probe: Callable[[], Any], timeout_s: float = 30, every_s: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"not reached in {timeout_s} s; last value: {last!r}")
 
 
 @dataclass

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -121,6 +123,14 @@ async def _delete_queues(prefix: str) -> None:
         await bus.close()
 
 
+def _nginx_prefix() -> str:
+    """nginx started as root runs its workers as `nobody`, who must reach the prefix (its
+    response cache lives there); pytest's own temporary folders are private (0700)."""
+    prefix = Path(tempfile.mkdtemp(prefix="hoithi-nginx-"))
+    prefix.chmod(0o755)
+    return str(prefix)
+
+
 def start_stack(workdir: Path, artifacts: Path) -> Stack:
     asyncio.run(_reset_database())
     Redis.from_url(E2E_REDIS_URL).flushdb()
@@ -149,7 +159,7 @@ def start_stack(workdir: Path, artifacts: Path) -> Stack:
         "SMTP_PORT": str(smtp_port),
         "ARGON2_TIME_COST": "1",
         "ARGON2_MEMORY_COST_KIB": "8192",
-        "NGINX_PREFIX": str(workdir / "nginx"),
+        "NGINX_PREFIX": _nginx_prefix(),
         "DEV_MAIL_DIR": str(workdir / "mail"),  # the console SMS provider writes here
         "VAR_DIR": str(workdir / "var"),
         "GATEWAY_PORT": str(ports["GATEWAY"]),
@@ -209,6 +219,7 @@ def stop_stack(stack: Stack) -> None:
             stack.process.wait(timeout=10)
     if stack.smtp is not None:
         stack.smtp.stop()
+    shutil.rmtree(stack.env["NGINX_PREFIX"], ignore_errors=True)
     try:
         asyncio.run(_delete_queues(stack.bus_prefix))
     except Exception as exc:

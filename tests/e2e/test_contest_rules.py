@@ -15,8 +15,8 @@ import httpx
 import openpyxl
 import pytest
 
-from tests.e2e.stack import ROOT, Stack
-from tests.e2e.test_contest_story import answer_key_by_text, bearer, eventually
+from tests.e2e.stack import Stack
+from tests.e2e.support import QUESTIONS_CSV, answer_key_by_text, bearer, eventually, topic_by_text
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ def _contest(org: Organiser, slug: str) -> tuple[str, list[str]]:
     })
     assert created.status_code == 201, created.text
     contest_id = created.json()["id"]
-    with (ROOT / "services" / "quiz" / "seed" / "questions.csv").open("rb") as bank:
+    with QUESTIONS_CSV.open("rb") as bank:
         imported = org.post(f"/api/admin/contests/{contest_id}/questions/import",
                             files={"file": ("questions.csv", bank, "text/csv")})
     assert imported.status_code == 200, imported.text
@@ -98,17 +98,13 @@ class Entrant:
             right = key[q["text"]]
             answers[q["id"]] = right if i < correct else [o["id"] for o in q["options"] if o["id"] not in right][:1]
         assert len(attempt["questions"]) == 20
-        drawn = {self._topic_of(q["text"]) for q in attempt["questions"]}
+        topic_of = topic_by_text()
+        drawn = {topic_of[q["text"]] for q in attempt["questions"]}
         assert drawn <= set(topics), drawn
         sent = self.client.post(f"/api/attempts/{attempt['attempt_id']}/submit",
                                 json={"answers": answers, "prediction": prediction}, headers=self.headers)
         assert sent.status_code == 202, sent.text
         return started
-
-    @staticmethod
-    def _topic_of(text: str) -> str:
-        with (ROOT / "services" / "quiz" / "seed" / "questions.csv").open(encoding="utf-8-sig", newline="") as f:
-            return next(row["topic"] for row in csv.DictReader(f) if row["question"] == text)
 
 
 def _final_winners(client: httpx.Client, round_id: str) -> list[tuple[str, str, int, str]]:

@@ -5,44 +5,17 @@ reaches the SMTP server and shows as `sent` in the delivery log."""
 
 from __future__ import annotations
 
-import csv
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.stack import ROOT, Stack
+from tests.e2e.stack import Stack
+from tests.e2e.support import answer_key_by_text, bearer, eventually
 
 pytestmark = pytest.mark.e2e
-
-QUESTIONS_CSV = ROOT / "services" / "quiz" / "seed" / "questions.csv"
-
-
-def answer_key_by_text() -> dict[str, list[str]]:
-    """The demo bank's correct letters by question text (the test plays a perfect entrant)."""
-    with Path(QUESTIONS_CSV).open(encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {row["question"]: sorted(x.strip().upper() for x in row["correct"].split(",")) for row in rows}
-
-
-def eventually(probe: Callable[[], Any], timeout_s: float = 30, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"not reached in {timeout_s} s; last value: {last!r}")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
 
 def register_and_login(client: httpx.Client, unit_id: str, name: str, phone: str, email: str) -> str:
     created = client.post(

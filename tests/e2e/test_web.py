@@ -20,17 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import FilePayload, Locator, Page, Response, Route, expect
 
-from tests.e2e.browser import (
-    ARTIFACTS,
-    PASSWORD,
-    Pages,
-    WebContest,
-    answer_key_by_text,
-    bearer,
-    eventually,
-    screenshot,
-)
+from tests.e2e.browser import ARTIFACTS, PASSWORD, Pages, WebContest, screenshot
 from tests.e2e.stack import Stack
+from tests.e2e.support import answer_key_by_text, bearer, eventually
 
 pytestmark = pytest.mark.e2e
 
