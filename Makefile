@@ -10,6 +10,7 @@ MAIL_DIR     ?= var/mail
 GATEWAY_PORT ?= 8080
 SERVICES     ?= registration quiz scoring notify
 PYTEST_ARGS  ?=
+BENCH_ARGS   ?=
 COMPOSE_FILE ?= docker-compose.yml
 LINT_PATHS   ?= services tests deploy web/build.py
 
@@ -56,8 +57,19 @@ test: venv services
 lint: venv
 	$(BIN)/ruff check $(wildcard $(LINT_PATHS))
 
-bench:
-	@echo "The deadline-peak benchmark arrives with issue 7; nothing to run yet."
+# The deadline-peak benchmark (loadtests/bench.py, about 10 minutes on 2 cores): starts
+# its own stack (database hoithi_bench, Redis db 8), measures, writes docs/benchmarks.md.
+# Its load generator is wrk, installed here like the servers when missing.
+bench: venv services
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk"; \
+	    apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk >/dev/null; \
+	  else \
+	    echo "wrk is missing: install it (Debian: sudo apt-get install wrk)" >&2; exit 1; \
+	  fi; }
+	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache .hypothesis tests/e2e/artifacts web/dist
