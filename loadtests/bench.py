@@ -589,12 +589,17 @@ def hot_paths(bench: Bench, scene: Scene, results: dict[str, Any]) -> None:
         run["measured"] = True
         return run
 
-    def profile(name: str, lines: list[Line], targets: dict[str, int], mode: str = "cycle") -> None:
+    def profile(name: str, lines: list[Line], targets: dict[str, Any], mode: str = "cycle") -> None:
         if profiling and bench.elapsed() < args.max_s - 300:
-            results["profiles"].update(profiled_run(bench, name, lines, targets, mode))
+            # Pids looked up now: changing the worker count replaces gunicorn's workers.
+            pids = {label: pid() if callable(pid) else pid for label, pid in targets.items()}
+            results["profiles"].update(profiled_run(bench, name, lines, pids, mode))
 
-    quiz_worker = gunicorn_workers(bench.stack.pid_of("quiz"))[0]
-    scoring_worker = gunicorn_workers(bench.stack.pid_of("scoring"))[0]
+    def quiz_worker() -> int:
+        return gunicorn_workers(bench.stack.pid_of("quiz"))[0]
+
+    def scoring_worker() -> int:
+        return gunicorn_workers(bench.stack.pid_of("scoring"))[0]
 
     bench.wrk("noop (ceiling)", [Line("GET", "/_noop/quiz")])["measured"] = True
     measure("login", [Line("POST", "/api/auth/login", None, {"login": u.phone, "password": PASSWORD}) for u in users])
@@ -631,8 +636,8 @@ def hot_paths(bench: Bench, scene: Scene, results: dict[str, Any]) -> None:
           f"(backlog then: {results['submit_drain']['pending_at_end_of_load']})", flush=True)
     profile("submit", [submit_line(a) for a in spare], {
         "quiz API worker": quiz_worker,
-        "scoring worker (consumer)": bench.stack.pid_of("scoring-worker"),
-        "quiz outbox relay": bench.stack.pid_of("relay-quiz"),
+        "scoring worker (consumer)": lambda: bench.stack.pid_of("scoring-worker"),
+        "quiz outbox relay": lambda: bench.stack.pid_of("relay-quiz"),
     }, mode="once")
     wait_scored(db, scene.round_ids, timeout_s=60)
 
@@ -1116,6 +1121,7 @@ def surge_figures(
         "sql": sql,
         "series": series, "backlog": [{**s, "t": s["t"] - started_at} for s in samples],
         "cpu_load_s": cpu_between(before, after_load), "busy_share_load": round(busy_share(before, after_load), 3),
+        "other_share_load": _other_share(before, after_load),
         "cpu_series": _cpu_series(bench.sampler.series, started_at, ended_at),
     }
 
@@ -1128,6 +1134,12 @@ def _rate(series: list[dict[str, Any]], i: int, span: int = 5) -> float | None:
     seconds = b["t"] - a["t"]
     done = (b["submit_total"] - b["submit_fail"]) - (a["submit_total"] - a["submit_fail"])
     return done / seconds if seconds > 0 else None
+
+
+def _other_share(before: Snapshot, after: Snapshot) -> float:
+    """The machine's busy share no process of the benchmark accounts for."""
+    ours = sum(cpu_between(before, after).values()) / max(0.001, after.at - before.at) / (os.cpu_count() or 1)
+    return round(max(0.0, busy_share(before, after) - ours), 3)
 
 
 def _f(value: Any) -> float | None:

@@ -100,7 +100,8 @@ def profile_markers(path: Path) -> dict[str, Any]:
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            frames = [f for f in stack.split(";") if f]
+            # "function (module/path.py:123)" → "function (module/path.py)"
+            frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if f]
             if frames and not frames[-1].startswith(IDLE_LEAVES):
                 rows.append((frames, int(count)))
     busy = sum(n for _, n in rows)
@@ -113,7 +114,7 @@ def profile_markers(path: Path) -> dict[str, Any]:
         shares[label] = round(100 * hit / busy, 1) if busy else 0.0
     ours: dict[str, int] = {}
     for frames, n in rows:
-        for name in {re.sub(r":\d+\)$", ")", f) for f in frames if "(services/" in f}:
+        for name in {f for f in frames if "(services/" in f}:
             ours[name] = ours.get(name, 0) + n
     top = sorted(ours.items(), key=lambda kv: -kv[1])[:8]
     return {"busy": busy, "markers": shares,
@@ -183,8 +184,13 @@ def plot(results: dict[str, Any], png: Path) -> str:
         if max(values, default=0) > 0.5:
             stacks.append(values)
             names.append(label)
+    # What the processes of the benchmark do not account for: other work on the machine.
+    ours = [sum(sum(c["groups"].get(g, 0.0) for g in groups) for _, groups in COMPONENTS) for c in cpu]
+    stacks.append([max(0.0, 100 * (c["busy"] - o)) for c, o in zip(cpu, ours, strict=True)])
+    names.append("other processes (not the benchmark)")
     if stacks:
-        ax.stackplot(ct, *stacks, labels=names)
+        colors = [f"C{i}" for i in range(len(stacks) - 1)] + ["lightgray"]
+        ax.stackplot(ct, *stacks, labels=names, colors=colors)
     ax.plot(ct, [100 * c["busy"] for c in cpu], color="black", linewidth=1, label="machine busy")
     ax.set_ylim(0, 105)
     ax.set_ylabel("% of the machine's CPU")
@@ -491,6 +497,8 @@ def _surge_section(results: dict[str, Any], png_name: str, plot_note: str) -> st
         ["late submits refused (409) / 5xx answers", f"{surge['submits_409_late']} / {surge['server_errors_5xx']}"],
         ["round final in quiz and scoring",
          f"{sql['quiz_finalised_at'] or 'no'} / {sql['scoring_finalised_at'] or 'no'}; {sql['winners']} winners"],
+        ["CPU used by other processes on the machine while the load ran (noise)",
+         _pct(surge.get("other_share_load"))],
         ["CPU while the load ran", f"machine {_pct(surge['busy_share_load'])} busy; "
          + ", ".join(f"{label} {_share(surge['cpu_load_s'], groups, surge)}" for label, groups in COMPONENTS)],
     ]
