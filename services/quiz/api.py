@@ -6,11 +6,13 @@ import asyncio
 import logging
 import secrets
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from redis.exceptions import RedisError
@@ -18,7 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
 from services.core.auth import Principal
-from services.core.http import ArrivedAt, Db, Organiser, Participant, RedisClient
+from services.core.http import ArrivedAt, Db, Organiser, Participant, RedisClient, json_response
 from services.core.problems import Problem
 from services.quiz import domain, store
 from services.quiz.domain import Attempt, Contest, ContestSettings, Group, Prediction, Prize, Question, Quotas, Round
@@ -77,11 +79,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
 AUTOSAVE_KEEP = timedelta(hours=1)
 
 
-def _settings(request: Request) -> QuizSettings:
+async def _settings(request: Request) -> QuizSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _questions(request: Request) -> store.RoundQuestions:
+async def _questions(request: Request) -> store.RoundQuestions:
     return request.app.state.round_questions  # type: ignore[no-any-return]
 
 
@@ -244,12 +246,46 @@ class AttemptStateOut(AttemptOut):
     status: domain.AttemptStatus
 
 
+class ShownQuestions:
+    """The JSON of each attempt's questions as shown (options in the attempt's seeded
+    order), kept per attempt in process memory: it never changes once drawn, and the
+    seeded shuffles plus building it were the largest part of a start or resume."""
+
+    def __init__(self, max_attempts: int = 2048) -> None:
+        self._by_attempt: OrderedDict[UUID, orjson.Fragment] = OrderedDict()
+        self._max_attempts = max_attempts
+
+    async def of(self, db: Db, questions: store.RoundQuestions, attempt: Attempt) -> orjson.Fragment:
+        shown = self._by_attempt.get(attempt.id)
+        if shown is not None:
+            self._by_attempt.move_to_end(attempt.id)
+            return shown
+        bank = await questions.of_round(db, attempt.round_id)
+        shown = orjson.Fragment(orjson.dumps([
+            {
+                "id": str(question.id), "text": question.text, "multiple": question.multiple,
+                "options": [{"id": o.id, "text": o.text} for o in domain.shuffled_options(question, attempt.seed)],
+            }
+            for question in (bank[question_id] for question_id in attempt.question_ids)
+        ]))
+        self._by_attempt[attempt.id] = shown
+        if len(self._by_attempt) > self._max_attempts:
+            self._by_attempt.popitem(last=False)
+        return shown
+
+
+async def _shown_questions(request: Request) -> ShownQuestions:
+    return request.app.state.shown_questions  # type: ignore[no-any-return]
+
+
+Shown = Annotated[ShownQuestions, Depends(_shown_questions)]
+
+
 async def _attempt_out(
-    db: Db, redis: RedisClient, questions: Questions, attempt: Attempt, round_: Round, contest_slug: str,
-    *, new: bool = False,
-) -> AttemptOut:
-    bank = await questions.of_round(db, attempt.round_id)
-    shown = [bank[question_id] for question_id in attempt.question_ids]
+    db: Db, redis: RedisClient, questions: Questions, shown: Shown, attempt: Attempt, round_: Round,
+    contest_slug: str, *, new: bool = False,
+) -> dict[str, Any]:
+    """An `AttemptOut` as plain data, for `json_response` (the hot path of every start)."""
     answers: dict[str, list[str]]
     if new:
         answers = {}
@@ -261,28 +297,23 @@ async def _attempt_out(
         except (RedisError, OSError) as exc:  # a convenience copy: the attempt goes on without it
             log.warning("autosave unavailable", extra={"attempt_id": str(attempt.id), "error": repr(exc)})
             answers = {}
-    return AttemptOut(
-        attempt_id=attempt.id,
-        round_id=attempt.round_id,
-        round_number=round_.number,
-        contest_slug=contest_slug,
-        deadline_at=attempt.deadline_at,
-        attempt_number=attempt.attempt_number,
-        questions=[
-            QuestionOut(
-                id=q.id, text=q.text, multiple=q.multiple,
-                options=[OptionOut(id=o.id, text=o.text) for o in domain.shuffled_options(q, attempt.seed)],
-            )
-            for q in shown
-        ],
-        prediction=PredictionOut(text=round_.prediction.text) if round_.prediction else None,
-        answers=answers,
-    )
+    return {
+        "attempt_id": attempt.id,
+        "round_id": attempt.round_id,
+        "round_number": round_.number,
+        "contest_slug": contest_slug,
+        "deadline_at": attempt.deadline_at,
+        "attempt_number": attempt.attempt_number,
+        "questions": await shown.of(db, questions, attempt),
+        "prediction": {"text": round_.prediction.text} if round_.prediction else None,
+        "answers": answers,
+    }
 
 
 @router.post(
     "/api/rounds/{round_id}/attempts",
     status_code=201,
+    response_model=AttemptOut,
     responses={200: {"model": AttemptOut, "description": "The participant's running attempt, resumed"}},
 )
 async def start_attempt(
@@ -291,9 +322,9 @@ async def start_attempt(
     db: Db,
     redis: RedisClient,
     questions: Questions,
+    shown: Shown,
     arrived: ArrivedAt,
-    response: Response,
-) -> AttemptOut:
+) -> Response:
     found = await store.round_with_slug(db, round_id)
     if found is None:
         raise Problem(404, "not_found")
@@ -304,8 +335,7 @@ async def start_attempt(
         attempts = await store.attempts_of(db, round_id, who.id)
         running = domain.running_attempt(attempts, round_.grace_s, arrived)
         if running is not None:
-            response.status_code = 200
-            return await _attempt_out(db, redis, questions, running, round_, contest_slug)
+            return json_response(await _attempt_out(db, redis, questions, shown, running, round_, contest_slug))
         if not domain.accepts_start(round_, arrived):
             raise Problem(409, "round_not_open", round_status=domain.round_status(round_, arrived))
         if not domain.has_attempts_left(round_, len(attempts)):
@@ -318,7 +348,9 @@ async def start_attempt(
             round_ = reread
         attempt = _new_attempt(round_, await questions.draw_pool(db, round_), who, attempts, arrived)
         if await store.insert_attempt(db, attempt):
-            return await _attempt_out(db, redis, questions, attempt, round_, contest_slug, new=True)
+            return json_response(
+                await _attempt_out(db, redis, questions, shown, attempt, round_, contest_slug, new=True), 201
+            )
     raise Problem(409, "attempt_conflict")
 
 
@@ -371,17 +403,16 @@ async def _own_attempt_and_slug(db: Db, attempt_id: UUID, who: Principal) -> tup
     return found
 
 
-@router.get("/api/attempts/{attempt_id}")
+@router.get("/api/attempts/{attempt_id}", response_model=AttemptStateOut)
 async def get_attempt(
-    attempt_id: UUID, who: Participant, db: Db, redis: RedisClient, questions: Questions
-) -> AttemptStateOut:
+    attempt_id: UUID, who: Participant, db: Db, redis: RedisClient, questions: Questions, shown: Shown
+) -> Response:
     attempt, round_, contest_slug = await _own_attempt_and_slug(db, attempt_id, who)
-    view = await _attempt_out(db, redis, questions, attempt, round_, contest_slug)
-    return AttemptStateOut(
-        **view.model_dump(),
-        submitted_at=attempt.submitted_at,
-        status=domain.attempt_status(attempt, round_.grace_s, _now()),
-    )
+    view = await _attempt_out(db, redis, questions, shown, attempt, round_, contest_slug)
+    return json_response(view | {
+        "submitted_at": attempt.submitted_at,
+        "status": domain.attempt_status(attempt, round_.grace_s, _now()),
+    })
 
 
 class ReviewQuestionOut(BaseModel):

@@ -27,6 +27,7 @@ def create_app(settings: QuizSettings | None = None) -> FastAPI:
         # hold up a submit (which deletes the copy best effort).
         app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         app.state.round_questions = store.RoundQuestions()
+        app.state.shown_questions = api.ShownQuestions()
         try:
             yield
         finally:

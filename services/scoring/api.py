@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.core.auth import Principal
 from services.core.events import WINNERS_ANNOUNCED, Event
-from services.core.http import Db, Organiser, Participant, Staff, current_principal
+from services.core.http import Db, Organiser, Participant, Staff, current_principal, json_response
 from services.core.problems import Problem
 from services.scoring import domain, nudges, reports, store
 from services.scoring.leaderboards import Leaderboards
@@ -53,7 +53,7 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _boards(request: Request) -> Leaderboards:
+async def _boards(request: Request) -> Leaderboards:
     return request.app.state.boards  # type: ignore[no-any-return]
 
 
@@ -136,17 +136,16 @@ async def attempt_result(attempt_id: UUID, who: Participant, db: Db, boards: Boa
     )
 
 
-@router.get("/api/rounds/{round_id}/leaderboard")
+@router.get("/api/rounds/{round_id}/leaderboard", response_model=LeaderboardOut)
 async def leaderboard(
     round_id: UUID,
     boards: Boards,
     request: Request,
-    response: Response,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     unit_id: UUID | None = None,
     group: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     live: bool = False,
-) -> LeaderboardOut:
+) -> Response:
     """Public; during a round's freeze the board as it stood then. `?live=true` is the
     live board whatever the freeze, for organisers only."""
     if unit_id is not None and group is not None:
@@ -161,22 +160,18 @@ async def leaderboard(
     # Thousands of people refresh the same board at the deadline; a second or two of
     # staleness lets the gateway or browser answer most of them. Never the organiser's
     # live view: a shared cache would hand it to everyone.
-    response.headers["Cache-Control"] = "private, no-store" if live else "public, max-age=2"
-    return LeaderboardOut(
-        frozen=board.frozen_at is not None,
-        frozen_at=board.frozen_at,
-        entries=[
-            BoardEntryOut(
-                rank=r.rank,
-                participant_id=UUID(r.participant_id),
-                name=r.name,
-                unit=r.unit_name,
-                correct=r.correct,
-                duration_ms=r.duration_ms,
-            )
+    # Plain data to `json_response`: a hundred models per miss were a tenth of its CPU.
+    response = json_response({
+        "entries": [
+            {"rank": r.rank, "participant_id": r.participant_id, "name": r.name, "unit": r.unit_name,
+             "correct": r.correct, "duration_ms": r.duration_ms}
             for r in board.rows
         ],
-    )
+        "frozen": board.frozen_at is not None,
+        "frozen_at": board.frozen_at,
+    })
+    response.headers["Cache-Control"] = "private, no-store" if live else "public, max-age=2"
+    return response
 
 
 @router.get("/api/rounds/{round_id}/leaderboard/me")

@@ -4,6 +4,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
@@ -124,3 +125,32 @@ def test_verifier_needs_keys(tmp_path) -> None:
 
     with pytest.raises(ValueError):
         TokenVerifier.from_dir(tmp_path, issuer="hoithi", audience="hoithi")
+
+
+def test_json_response_writes_what_pydantic_would() -> None:
+    # Hot routes skip the response model; the JSON must not change shape because of it.
+    import uuid as uuid_module
+
+    from asyncpg.pgproto.pgproto import UUID as AsyncpgUUID
+    from pydantic import BaseModel
+
+    from services.core.http import json_response
+
+    class Out(BaseModel):
+        id: uuid_module.UUID
+        at: datetime
+        whole_second: datetime
+        names: list[str]
+
+    value = {
+        "id": AsyncpgUUID(str(uuid_module.uuid4())),
+        "at": datetime(2026, 11, 22, 7, 4, 36, 123456, tzinfo=UTC),
+        "whole_second": datetime(2026, 11, 22, 7, 4, 36, tzinfo=UTC),
+        "names": ["Phường Lê Chân"],
+    }
+    response = json_response(value, 201)
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
+    assert orjson.loads(response.body) == orjson.loads(Out(**value).model_dump_json())
+    with pytest.raises(TypeError):
+        json_response({"not json": object()})

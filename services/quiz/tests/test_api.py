@@ -13,6 +13,7 @@ import httpx
 import openpyxl
 from redis.asyncio import Redis
 
+from services.quiz.api import ShownQuestions
 from services.quiz.settings import QuizSettings
 from services.quiz.tests.conftest import CSV_HEADER, Admin, bank_csv, outbox_events, stamp
 
@@ -214,6 +215,10 @@ async def test_start_autosave_resume_submit(
     state = (await client.get(path, headers=an.headers)).json()
     assert state["status"] == "running" and state["submitted_at"] is None
     assert state["questions"] == attempt["questions"]
+    # Another worker, whose memory never held this attempt, draws the same page again.
+    app = client._transport.app  # type: ignore[attr-defined]
+    app.state.shown_questions = ShownQuestions()
+    assert (await client.get(path, headers=an.headers)).json()["questions"] == attempt["questions"]
 
     arrival = datetime.now(UTC).replace(microsecond=250000)
     answers = {first: ["B"], second: ["C", "A"]}
