@@ -175,6 +175,21 @@ class Bus:
             await queue.cancel(self._consumer_tag)
 
     async def _dispatch(self, batch: list[AbstractIncomingMessage], handlers: Mapping[str, Handler]) -> None:
+        handled: list[AbstractIncomingMessage] = []
+        await self._dispatch_by_type(batch, handlers, handled)
+        if handled:
+            # One ack for the batch rather than one per message (a write to the broker
+            # each). `multiple` acks every delivery up to this one, and each of those is
+            # handled or already settled by now (parked ones were acked, requeued ones
+            # nacked), since deliveries on a channel come in order.
+            await max(handled, key=lambda message: message.delivery_tag or 0).ack(multiple=True)
+
+    async def _dispatch_by_type(
+        self,
+        batch: list[AbstractIncomingMessage],
+        handlers: Mapping[str, Handler],
+        handled: list[AbstractIncomingMessage],
+    ) -> None:
         by_type: dict[str, list[tuple[AbstractIncomingMessage, Event]]] = defaultdict(list)
         for message in batch:
             try:
@@ -189,9 +204,15 @@ class Bus:
                 for message, _ in items:
                     await self._bury(message, f"no handler for {event_type}")
                 continue
-            await self._run_handler(handler, items)
+            await self._run_handler(handler, items, handled)
 
-    async def _run_handler(self, handler: Handler, items: list[tuple[AbstractIncomingMessage, Event]]) -> None:
+    async def _run_handler(
+        self,
+        handler: Handler,
+        items: list[tuple[AbstractIncomingMessage, Event]],
+        handled: list[AbstractIncomingMessage],
+    ) -> None:
+        """Handled messages go to `handled` (acked together by `_dispatch`)."""
         try:
             await _handle(handler, [event for _, event in items])
         except Exception:
@@ -199,14 +220,13 @@ class Bus:
                 # One bad event must not hold back the rest of its batch: try them alone.
                 log.warning("batch failed; retrying its events one by one", exc_info=True, extra={"size": len(items)})
                 for item in items:
-                    await self._run_handler(handler, [item])
+                    await self._run_handler(handler, [item], handled)
                 return
             message, event = items[0]
             log.exception("event handler failed", extra={"event_id": str(event.id), "event_type": event.type})
             await self._retry_later(message, _describe(sys.exc_info()[1]))
             return
-        for message, _ in items:
-            await message.ack()
+        handled.extend(message for message, _ in items)
 
     async def _retry_later(self, message: AbstractIncomingMessage, error: str) -> None:
         retries = _retries_of(message)

@@ -169,3 +169,40 @@ async def test_events_published_before_any_consumer_started_wait_for_it(bus_fact
         for service in ("scoring", "notify"):
             for suffix in ("", ".dead", *(f".retry.{d}s" for d in publisher.topology.retry_delays_s)):
                 await publisher.channel.queue_delete(f"{publisher.topology.prefix}{service}{suffix}")
+
+
+async def test_a_batch_is_acked_at_once_around_messages_parked_inside_it(bus_factory) -> None:
+    # Handled messages are acked with one `multiple` ack at the end of the batch; the
+    # parked ones in between (and last) were acked on their own already. Acking a
+    # delivery twice would close the channel, and a missed one would come back.
+    bus = await bus_factory("core_g")
+    await bus.declare_consumer_queues(["thing.happened"])
+    for i in range(10):
+        if i in (4, 9):
+            await bus.publish_raw("thing.happened", b"not json %d" % i)
+        else:
+            await bus.publish(Event("thing.happened", {"i": i}))
+    handled: list[int] = []
+
+    async def handler(events: list[Event]) -> None:
+        handled.extend(e.data["i"] for e in events)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, batch_size=10, batch_wait_s=0.5, stop=stop))
+    await _until(lambda: len(handled) == 8)
+    for i in range(10, 15):  # the channel still works after the batch's ack
+        await bus.publish(Event("thing.happened", {"i": i}))
+    await _until(lambda: len(handled) == 13)
+    stop.set()
+    await task
+    assert sorted(handled) == [0, 1, 2, 3, 5, 6, 7, 8, *range(10, 15)]
+    await bus.close()  # anything left unacked would now go back to the queue
+    checker = await bus_factory("core_g")
+    queue = await checker.channel.declare_queue(checker.topology.queue, passive=True)
+    assert await queue.get(fail=False, timeout=5) is None
+    parked = await checker.channel.declare_queue(checker.topology.dead_queue, passive=True)
+    bodies = []
+    while message := await parked.get(fail=False, timeout=5):
+        bodies.append(message.body)
+        await message.ack()
+    assert sorted(bodies) == [b"not json 4", b"not json 9"]
