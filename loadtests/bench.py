@@ -68,6 +68,8 @@ from bench_stack import (  # noqa: E402
 )
 from redis import Redis  # noqa: E402
 
+from services.core.db import create_database_if_missing  # noqa: E402
+
 BIN = ROOT / ".venv" / "bin"
 WRK_SCRIPT = HERE / "wrk" / "replay.lua"
 PASSWORD = "mat-khau-bench-2026"
@@ -146,6 +148,7 @@ def _cpu_model() -> str:
 async def _server_versions(database_url: str, amqp_url: str) -> dict[str, str]:
     import aio_pika
 
+    await create_database_if_missing(database_url)  # a fresh machine has no bench database yet
     conn = await asyncpg.connect(database_url)
     try:
         pg = await conn.fetchval("SELECT version()")
@@ -836,7 +839,7 @@ def surge(bench: Bench, scene: Scene, results: dict[str, Any]) -> None:
         str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--host", bench.stack.base_url, "--headless",
         "--contest", slug, "--peak-users", str(args.peak_users), "--baseline-users", str(args.baseline_users),
         "--surge-s", str(args.surge_s), "--think-scale", str(args.think_scale),
-        "--submit-log", str(folder / "submits.log"),
+        "--submit-log", str(folder / "submits.log"), "--late-by-s", "10",
         "--csv", str(folder / "surge"), "--csv-full-history", "--html", str(folder / "surge.html"),
         "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
     ]
@@ -1031,6 +1034,7 @@ def surge_figures(
     by_name = {row["Name"]: row for row in totals}
     submit = by_name.get("/api/attempts/[id]/submit", {})
     late = by_name.get("/api/attempts/[id]/submit (late: 409)", {})
+    refused = by_name.get("/api/rounds/[id]/attempts (refused: 409)", {})
     submit_ok = int(submit.get("Request Count", 0) or 0) - int(submit.get("Failure Count", 0) or 0)
 
     # Locust's history: one row per second and name, percentiles over its last 10 s.
@@ -1111,6 +1115,7 @@ def surge_figures(
         "at_70pct_rate_users": at70_rate["users"] if at70_rate else None,
         "peak_rate_5s": round(peak_rate, 1),
         "submits_202": submit_ok, "submits_409_late": int(late.get("Request Count", 0) or 0),
+        "starts_409_refused": int(refused.get("Request Count", 0) or 0),
         "submit_failures": int(submit.get("Failure Count", 0) or 0),
         "server_errors_5xx": server_errors, "failures": failure_rows[:20],
         "endpoints": endpoints,

@@ -494,7 +494,8 @@ def _surge_section(results: dict[str, Any], png_name: str, plot_note: str) -> st
         ["backlog (submitted − scored): largest before the close; drained after the close",
          f"{surge['max_backlog_before_close']}; {_num(surge['drained_after_close_s'], 1)} s; last submit → all "
          f"scored: {_num(surge['last_submit_to_all_scored_s'], 1)} s"],
-        ["late submits refused (409) / 5xx answers", f"{surge['submits_409_late']} / {surge['server_errors_5xx']}"],
+        ["after the close: starts refused (409) / late submits refused (409) / 5xx answers",
+         f"{surge.get('starts_409_refused', '–')} / {surge['submits_409_late']} / {surge['server_errors_5xx']}"],
         ["round final in quiz and scoring",
          f"{sql['quiz_finalised_at'] or 'no'} / {sql['scoring_finalised_at'] or 'no'}; {sql['winners']} winners"],
         ["CPU used by other processes on the machine while the load ran (noise)",

@@ -9,7 +9,9 @@ Targets only the host given (use 127.0.0.1); the shape ends the run by itself af
 --surge-s seconds plus the close. Participants follow the real path: sign up (or log in
 when they came before), start an attempt, answer with think time while autosaving,
 predict, submit, poll the result, look at the leaderboard. After the round's close the
-submits must get 409, never 5xx: a 409 is counted as a success under its own name.
+starts, and the submits of stragglers past their time limit (--late-share, --late-by-s),
+must get 409, never 5xx: a 409 is counted as a success under its own name.
+`make bench` (loadtests/bench.py) runs this headless against its own stack and round.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from datetime import datetime
 from typing import Any, ClassVar
 
 from locust import FastHttpUser, LoadTestShape, between, events, task
@@ -34,6 +37,10 @@ def _options(parser: Any) -> None:
     parser.add_argument("--surge-s", type=int, default=180, help="length of the whole run in seconds")
     parser.add_argument("--think-scale", type=float, default=1.0, help="multiplies think times (0 = none)")
     parser.add_argument("--organisers", type=int, default=2, help="organisers polling the dashboard")
+    parser.add_argument("--late-share", type=float, default=0.01,
+                        help="share of attempts submitted after their time limit and grace (must get 409)")
+    parser.add_argument("--late-by-s", type=float, default=40.0,
+                        help="how long after its deadline a straggler submits: more than the round's grace_s")
     parser.add_argument("--submit-log", default="",
                         help="append 'attempt_id,epoch seconds' of every 202 submit to this file (.<pid> added):"
                              " what `make bench` measures the scoring lag from")
@@ -67,6 +74,8 @@ class Participant(FastHttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.think = options.think_scale if options else 1.0
+        self.late_share = options.late_share if options else 0.0
+        self.late_by_s = options.late_by_s if options else 40.0
         slug = options.contest if options else CONTEST_SLUG
         if not Participant.units:
             Participant.units = self.client.get("/api/units?limit=500", name="/api/units").json()
@@ -106,6 +115,7 @@ class Participant(FastHttpUser):
                               name="/api/rounds/[id]/attempts", catch_response=True) as started:
             if started.status_code == 409:  # no attempts left, or the round has closed
                 started.success()
+                started.request_meta["name"] = "/api/rounds/[id]/attempts (refused: 409)"
                 raise StopUser()
         attempt = started.json()
         answers: dict[str, list[str]] = {}
@@ -118,6 +128,11 @@ class Participant(FastHttpUser):
                                 headers=self.headers, name="/api/attempts/[id]/answers")
                 self._pause(2, 6)
         self._pause(1, 3)
+        if random.random() < self.late_share:
+            # A straggler: submits after the attempt's time limit and grace are over. It
+            # must get 409, never 5xx, and never count.
+            deadline = datetime.fromisoformat(attempt["deadline_at"]).timestamp()
+            time.sleep(min(600.0, max(0.0, deadline + self.late_by_s - time.time())))
         with self.client.post(f"/api/attempts/{attempt['attempt_id']}/submit",
                               json={"answers": answers, "prediction": random.randint(100, 5000)},
                               headers=self.headers, name="/api/attempts/[id]/submit", catch_response=True) as sent:
