@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 
 from services.core.db import create_database_if_missing, create_pool, migrate_service  # noqa: E402
 from services.core.events import PARTICIPANT_REGISTERED, WINNERS_ANNOUNCED, Event  # noqa: E402
+from services.core.testing import free_port  # noqa: E402
 from services.notify import domain  # noqa: E402
 from services.notify.mailer import Mailer  # noqa: E402
 from services.notify.settings import NotifySettings  # noqa: E402
@@ -58,12 +58,6 @@ class CountingSink:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received += len(envelope.rcpt_tos)
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wire(event: Event) -> Event:

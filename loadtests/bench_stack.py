@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -31,6 +29,7 @@ from redis import Redis
 from services.core.auth import generate_keypair
 from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
+from services.core.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -42,23 +41,6 @@ def refuse_remote(url: str) -> None:
     host = urlsplit(url).hostname or ""
     if host not in LOCAL_HOSTS:
         raise SystemExit(f"bench: {url} is not on this machine; the benchmark only targets 127.0.0.1")
-
-
-def free_port(taken: set[int]) -> int:
-    """A port free now, below the ephemeral range, so that the stack's own outgoing
-    connections cannot take it before a server binds it."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        if port in taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port in 20000-32000")
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:

@@ -9,6 +9,8 @@ bus prefix unique to the run (its queues deleted at the end).
 from __future__ import annotations
 
 import os
+import random
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -166,3 +168,25 @@ def test_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield env
+
+
+def free_port(taken: set[int] | None = None) -> int:
+    """A 127.0.0.1 port free now, below the kernel's ephemeral range (32768-60999 on
+    Linux), so that the outgoing connections of a stack under test cannot take it before
+    its server binds. `taken` remembers ports handed out but not bound yet."""
+    taken = _handed_out if taken is None else taken
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
+_handed_out: set[int] = set()

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,7 @@ from redis import Redis
 from services.core.auth import generate_keypair
 from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
+from services.core.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -41,26 +40,6 @@ PROCESSES = (
 E2E_DATABASE_URL = os.environ.get("E2E_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hoithi_e2e")
 E2E_REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379/10")
 AMQP_URL = os.environ.get("E2E_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free now and outside the kernel's ephemeral range (32768-60999 on Linux),
-    so the outgoing connections of the stack itself cannot take it before a server binds."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        if port in _taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port found in 20000-32000")
 
 
 class MailBox:
