@@ -98,7 +98,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                         help="gunicorn workers per API")
     parser.add_argument("--db-pool-max", default=env("BENCH_DB_POOL_MAX", "8"))
     parser.add_argument("--surge-s", type=int, default=int(env("BENCH_SURGE_S", "240")))
-    parser.add_argument("--peak-users", type=int, default=int(env("BENCH_PEAK_USERS", "350")))
+    parser.add_argument("--peak-users", type=int, default=int(env("BENCH_PEAK_USERS", "700")))
     parser.add_argument("--baseline-users", type=int, default=int(env("BENCH_BASELINE_USERS", "40")))
     parser.add_argument("--think-scale", type=float, default=float(env("BENCH_THINK_SCALE", "0.25")))
     parser.add_argument("--locust-processes", type=int, default=int(env("BENCH_LOCUST_PROCESSES", "1")))
