@@ -23,13 +23,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 from redis import Redis
 
 from services.core.auth import generate_keypair
 from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
-from services.core.testing import free_port
+from services.core.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -139,22 +138,13 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def wait_ready(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        pending = set(SERVICES)
-        with httpx.Client(base_url=self.base_url, timeout=2) as client:
-            while pending and time.monotonic() < deadline:
-                if dead := self.dead():
-                    tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in dead)
-                    raise RuntimeError(f"stack processes exited early: {dead}\n{tails}")
-                for service in list(pending):
-                    try:
-                        if client.get(f"/_health/{service}").status_code == 200:
-                            pending.discard(service)
-                    except httpx.HTTPError:
-                        pass
-                time.sleep(0.3)
-        if pending:
-            raise RuntimeError(f"not ready after {timeout_s} s: {sorted(pending)}")
+        wait_until_healthy(self.base_url, SERVICES, timeout_s=timeout_s, exited=self._why_dead)
+
+    def _why_dead(self) -> str | None:
+        if dead := self.dead():
+            tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in dead)
+            return f"stack processes exited early: {dead}\n{tails}"
+        return None
 
 
 async def _reset(database_url: str) -> None:

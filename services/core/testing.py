@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import random
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -190,3 +191,31 @@ def free_port(taken: set[int] | None = None) -> int:
 
 
 _handed_out: set[int] = set()
+
+
+def wait_until_healthy(
+    base_url: str,
+    services: Iterable[str],
+    *,
+    timeout_s: float,
+    exited: Callable[[], str | None],
+    logs: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll the gateway's `/_health/<service>` until every service answers 200. `exited`
+    says why the stack died (or None while it runs), which ends the wait at once; `logs`
+    goes into the error when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(services)
+    with httpx.Client(base_url=base_url, timeout=2) as client:
+        while pending and time.monotonic() < deadline:
+            if why := exited():
+                raise RuntimeError(why)
+            for service in list(pending):
+                try:
+                    if client.get(f"/_health/{service}").status_code == 200:
+                        pending.discard(service)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout_s} s: {sorted(pending)}\n{logs()}")

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -20,14 +19,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
-import httpx
 from aiosmtpd.controller import Controller
 from redis import Redis
 
 from services.core.auth import generate_keypair
 from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
-from services.core.testing import free_port
+from services.core.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -171,21 +169,12 @@ def start_stack(workdir: Path, artifacts: Path) -> Stack:
 
 
 def _wait_until_ready(stack: Stack, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    pending = set(SERVICES)
-    with httpx.Client(base_url=stack.base_url, timeout=2) as client:
-        while pending and time.monotonic() < deadline:
-            if stack.process is not None and stack.process.poll() is not None:
-                raise RuntimeError(f"the stack exited early:\n{stack.log_tail()}")
-            for service in list(pending):
-                try:
-                    if client.get(f"/_health/{service}").status_code == 200:
-                        pending.discard(service)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
-    if pending:
-        raise RuntimeError(f"not ready after {timeout_s} s: {sorted(pending)}\n{stack.log_tail()}")
+    def exited() -> str | None:
+        if stack.process is not None and stack.process.poll() is not None:
+            return f"the stack exited early:\n{stack.log_tail()}"
+        return None
+
+    wait_until_healthy(stack.base_url, SERVICES, timeout_s=timeout_s, exited=exited, logs=stack.log_tail)
 
 
 def stop_stack(stack: Stack) -> None:
