@@ -26,8 +26,8 @@ import asyncpg
 from redis import Redis
 
 from services.core.auth import generate_keypair
-from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
+from services.core.testing import delete_bus as delete_stack_bus
 from services.core.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,19 +159,7 @@ async def _reset(database_url: str) -> None:
 
 async def delete_bus(amqp_url: str, prefix: str, retry_delays_s: tuple[int, ...]) -> None:
     """The run's queues and exchange: a benchmark leaves nothing behind on the broker."""
-    bus = Bus(amqp_url, Topology(prefix, "bench-cleanup", ()))
-    await bus.connect(give_up_after_s=5)
-    try:
-        for service in SERVICES:
-            for suffix in ("", ".dead", *(f".retry.{d}s" for d in retry_delays_s)):
-                try:
-                    await bus.channel.queue_delete(f"{prefix}{service}{suffix}")
-                except Exception:
-                    await bus.close()
-                    await bus.connect(give_up_after_s=5)
-        await bus.channel.exchange_delete(bus.topology.exchange)
-    finally:
-        await bus.close()
+    await delete_stack_bus(amqp_url, prefix, SERVICES, retry_delays_s)
 
 
 RETRY_DELAYS_S = (1, 5)

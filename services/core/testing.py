@@ -219,3 +219,21 @@ def wait_until_healthy(
             time.sleep(0.3)
     if pending:
         raise RuntimeError(f"not ready after {timeout_s} s: {sorted(pending)}\n{logs()}")
+
+
+async def delete_bus(amqp_url: str, prefix: str, services: Iterable[str], retry_delays_s: Iterable[int]) -> None:
+    """A started stack's queues and exchange (all under `prefix`): a test or benchmark run
+    leaves nothing behind on the broker. A failed delete closes the channel, so reconnect."""
+    bus = Bus(amqp_url, Topology(prefix, "cleanup", ()))
+    await bus.connect(give_up_after_s=5)
+    try:
+        for service in services:
+            for suffix in ("", ".dead", *(f".retry.{d}s" for d in retry_delays_s)):
+                try:
+                    await bus.channel.queue_delete(f"{prefix}{service}{suffix}")
+                except Exception:
+                    await bus.close()
+                    await bus.connect(give_up_after_s=5)
+        await bus.channel.exchange_delete(bus.topology.exchange)
+    finally:
+        await bus.close()

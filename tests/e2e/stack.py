@@ -23,9 +23,8 @@ from aiosmtpd.controller import Controller
 from redis import Redis
 
 from services.core.auth import generate_keypair
-from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing
-from services.core.testing import free_port, wait_until_healthy
+from services.core.testing import delete_bus, free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -85,19 +84,7 @@ async def _reset_database() -> None:
 
 
 async def _delete_queues(prefix: str) -> None:
-    bus = Bus(AMQP_URL, Topology(prefix, "e2e-cleanup", ()))
-    await bus.connect(give_up_after_s=5)
-    try:
-        for service in SERVICES:
-            for suffix in ("", ".dead", *(f".retry.{d}s" for d in (1, 2))):
-                try:
-                    await bus.channel.queue_delete(f"{prefix}{service}{suffix}")
-                except Exception:
-                    await bus.close()
-                    await bus.connect(give_up_after_s=5)
-        await bus.channel.exchange_delete(bus.topology.exchange)
-    finally:
-        await bus.close()
+    await delete_bus(AMQP_URL, prefix, SERVICES, (1, 2))  # BUS_RETRY_DELAYS_S below
 
 
 def _nginx_prefix() -> str:
