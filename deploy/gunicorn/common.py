@@ -63,6 +63,10 @@ def configure(service: str, default_port: int) -> dict[str, Any]:
         # Longer than the gateway's upstream keepalive_timeout (60 s), so that nginx,
         # not the service, closes idle connections and never reuses a closing one.
         "keepalive": 75,
+        # uvicorn would take the client address from X-Forwarded-For of any caller on a
+        # trusted address (every local process, every pod with "*"); services believe
+        # the gateway's headers only with its key instead (services/core/gateway.py).
+        "forwarded_allow_ips": "",
         "max_requests": _int("GUNICORN_MAX_REQUESTS", 0),
         "max_requests_jitter": _int("GUNICORN_MAX_REQUESTS_JITTER", 0),
         # Requests are logged by the service itself, with their request id.

@@ -31,6 +31,9 @@ DEFAULTS = {
     # The build output of web/build.py (content-hashed assets), not the sources.
     "WEB_ROOT": str(ROOT / "web" / "dist"),
     "NGINX_PREFIX": str(ROOT / "var" / "nginx"),
+    # The secret the services check before believing the gateway's headers: GATEWAY_KEY,
+    # else the file `python -m services.core.auth keygen var/keys` writes.
+    "GATEWAY_KEY": "",
 }
 PATHS = ("WEB_ROOT", "NGINX_PREFIX")
 TEMP_DIRS = ("client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp")
@@ -41,6 +44,16 @@ UNSAFE = re.compile(r"[\s;{}'\"#$\\]")
 
 def values(environ: Mapping[str, str]) -> dict[str, str]:
     chosen = {name: environ.get(name) or default for name, default in DEFAULTS.items()}
+    key_file = Path(environ.get("GATEWAY_KEY_FILE") or ROOT / "var" / "keys" / "gateway.key")
+    if not chosen["GATEWAY_KEY"]:
+        try:
+            chosen["GATEWAY_KEY"] = key_file.read_text(encoding="ascii").strip()
+        except OSError:
+            pass
+    if not chosen["GATEWAY_KEY"]:
+        raise SystemExit(
+            f"render.py: no GATEWAY_KEY and no {key_file}: run `python -m services.core.auth keygen var/keys`"
+        )
     for name in PATHS:
         chosen[name] = str(Path(chosen[name]).resolve())
     for name, value in chosen.items():

@@ -23,6 +23,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.core.gateway import generate_gateway_key
+
 ALGORITHM = "EdDSA"
 Role = Literal["participant", "organiser", "coordinator"]
 ROLES: tuple[Role, ...] = ("participant", "organiser", "coordinator")
@@ -176,12 +178,14 @@ def generate_keypair(folder: Path, *, rotate: bool = False) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.core.auth")
     sub = parser.add_subparsers(dest="command", required=True)
-    keygen = sub.add_parser("keygen", help="create the token signing key pair (kept if present)")
+    keygen = sub.add_parser(
+        "keygen", help="create the token signing key pair and the gateway key (each kept if present)"
+    )
     keygen.add_argument("folder", type=Path)
     keygen.add_argument("--rotate", action="store_true", help="make a new key even if one exists")
     args = parser.parse_args()
-    path = generate_keypair(args.folder, rotate=args.rotate)
-    print(path)
+    print(generate_keypair(args.folder, rotate=args.rotate))
+    print(generate_gateway_key(args.folder))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.auth import InvalidToken, Principal, TokenVerifier
+from services.core.gateway import Gateway
 from services.core.logs import configure_logging, correlation_id, new_correlation_id
 from services.core.problems import MESSAGES, Problem, problem_response, wants_english
 from services.core.settings import CoreSettings
@@ -132,15 +133,16 @@ async def staff_principal(who: Annotated[Principal, Depends(current_principal)])
 
 
 async def arrival_time(request: Request) -> datetime:
-    """When the request reached the gateway (nginx `X-Request-Start: t=<epoch seconds>`):
-    deadlines are judged on it, so time spent queueing inside never costs a participant."""
-    stamp = request.headers.get("x-request-start", "")
-    if stamp and request.app.state.settings.trust_gateway_stamp:
-        try:
-            return datetime.fromtimestamp(float(stamp.removeprefix("t=")), UTC)
-        except ValueError:
-            pass
-    return datetime.now(UTC)
+    """When the request reached the gateway, if the gateway vouches for its stamp
+    (services/core/gateway.py); deadlines are judged on it."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway.arrival(request.headers, datetime.now(UTC))
+
+
+async def client_address(request: Request) -> str | None:
+    """The client's IP address, as the gateway saw it when it vouches for it."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway.client_address(request.headers, request.client.host if request.client else None)
 
 
 Db = Annotated[asyncpg.Pool, Depends(_db)]
@@ -151,6 +153,7 @@ Participant = Annotated[Principal, Depends(participant_principal)]
 Organiser = Annotated[Principal, Depends(organiser_principal)]
 Staff = Annotated[Principal, Depends(staff_principal)]
 ArrivedAt = Annotated[datetime, Depends(arrival_time)]
+ClientAddress = Annotated[str | None, Depends(client_address)]
 
 
 def _uuid_subclass(value: Any) -> str:
@@ -287,10 +290,14 @@ def create_app(
 ) -> FastAPI:
     configure_logging(service, settings.log_level)
     MESSAGES.update(messages or {})
+    gateway = settings.gateway()
+    if settings.is_production:
+        gateway.require_for_production()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.gateway = gateway
         app.state.verifier = TokenVerifier.from_dir(
             settings.jwt_public_keys_dir, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )

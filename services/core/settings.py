@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.gateway import Gateway, read_key
 
 AppEnv = Literal["development", "test", "production"]
 
@@ -40,11 +42,17 @@ class CoreSettings(BaseSettings):
     jwt_issuer: str = "hoithi"
     jwt_audience: str = "hoithi"
 
-    # The gateway stamps X-Request-Start on arrival; deadlines are judged on it.
-    # Only turn this off where clients can reach a service without the gateway.
-    trust_gateway_stamp: bool = True
+    # The secret the gateway sends with every request it forwards (services/core/gateway.py):
+    # only then are its arrival stamp and client address believed. GATEWAY_KEY, else the
+    # file `keygen` writes; none means no request is vouched for.
+    gateway_key: SecretStr | None = None
+    gateway_key_file: Path = Path("var/keys/gateway.key")
 
     public_base_url: str = "http://127.0.0.1:8080"
+
+    def gateway(self) -> Gateway:
+        key = self.gateway_key.get_secret_value() if self.gateway_key else None
+        return Gateway.from_key(read_key(key, self.gateway_key_file))
 
     @property
     def is_production(self) -> bool:

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from services.core.auth import Principal, TokenSigner, TokenVerifier, generate_keypair
 from services.core.bus import Bus, Topology
 from services.core.db import create_database_if_missing, create_pool, migrate_service
+from services.core.gateway import KEY_HEADER
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hoithi_test")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -143,12 +144,20 @@ def make_token(token_signer: TokenSigner) -> Callable[..., str]:
     return make
 
 
+# Every test app trusts this gateway key (test_env), and `running_app` clients send it,
+# as the gateway does: a test that plays a caller who bypassed the gateway drops it.
+TEST_GATEWAY_KEY = f"test-gateway-{uuid.uuid4().hex}"
+VIA_GATEWAY = {KEY_HEADER: TEST_GATEWAY_KEY}
+
+
 @asynccontextmanager
-async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (pools, keys) and talk to it in-process over ASGI."""
+async def running_app(app: FastAPI, *, via_gateway: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (pools, keys) and talk to it in-process over ASGI, as the
+    gateway would (its key on every request) unless `via_gateway=False`."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        headers = VIA_GATEWAY if via_gateway else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers) as client:
             yield client
 
 
@@ -165,6 +174,7 @@ def test_env(
         "BUS_PREFIX": RUN_PREFIX,
         "JWT_PUBLIC_KEYS_DIR": str(jwt_keys / "public"),
         "JWT_PRIVATE_KEY_FILE": str(jwt_keys / "signing.pem"),
+        "GATEWAY_KEY": TEST_GATEWAY_KEY,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.responses import Response, StreamingResponse
 
 from services.core.auth import Principal, Role, TokenSigner
-from services.core.http import CurrentUser, Db, Organiser, Staff
+from services.core.http import ClientAddress, CurrentUser, Db, Organiser, Staff
 from services.core.problems import Problem, wants_english
 from services.registration import domain, store
 from services.registration.passwords import Passwords
@@ -134,22 +134,11 @@ async def _code_pacing(request: Request) -> CodePacing:
     return request.app.state.code_pacing  # type: ignore[no-any-return]
 
 
-async def _client_address(request: Request) -> str | None:
-    settings: RegistrationSettings = request.app.state.settings
-    return domain.client_address(
-        real_ip=request.headers.get("x-real-ip"),
-        forwarded_for=request.headers.get("x-forwarded-for"),
-        peer=request.client.host if request.client else None,
-        trust_forwarded=settings.trust_forwarded_ip,
-    )
-
-
 PasswordHashing = Annotated[Passwords, Depends(_passwords)]
 Signer = Annotated[TokenSigner, Depends(_signer)]
 Config = Annotated[RegistrationSettings, Depends(_settings)]
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
 Pacing = Annotated[CodePacing, Depends(_code_pacing)]
-ClientAddress = Annotated[str | None, Depends(_client_address)]
 
 
 def scope_of(who: Principal) -> UUID | None:

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import html
 import io
-import ipaddress
 import re
 import unicodedata
 import uuid
@@ -201,28 +200,6 @@ def login_delays_ms(*, delay_after: int, lock_after: int, base_s: float, max_s: 
         seconds = min(base_s * 2.0 ** min(n - delay_after, 60), max_s)
         delays.append(max(1, round(seconds * 1000)))
     return delays
-
-
-def client_address(
-    *, real_ip: str | None, forwarded_for: str | None, peer: str | None, trust_forwarded: bool
-) -> str | None:
-    """The client's IP address: the gateway's X-Real-IP, else the last X-Forwarded-For
-    hop (the one our gateway appended; earlier ones are whatever the client claimed),
-    else the TCP peer. None when nothing usable is there."""
-    candidates = []
-    if trust_forwarded:
-        candidates.append(real_ip)
-        if forwarded_for:
-            candidates.append(forwarded_for.split(",")[-1])
-    candidates.append(peer)
-    for candidate in candidates:
-        if candidate is None:
-            continue
-        try:
-            return str(ipaddress.ip_address(candidate.strip()))
-        except ValueError:
-            continue
-    return None
 
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")

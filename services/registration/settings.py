@@ -46,9 +46,6 @@ class RegistrationSettings(CoreSettings):
     # attacker fresh guesses at others).
     login_ip_delay_after: int = Field(default=30, ge=1)
     login_ip_lock_after: int = Field(default=100, ge=2)
-    # The client address comes from the gateway's X-Real-IP / X-Forwarded-For; turn this
-    # off where clients can reach the service without the gateway.
-    trust_forwarded_ip: bool = True
 
     # One-time codes (password reset, sign-up verification), delivered by notify.
     code_ttl_s: int = Field(default=600, ge=60)

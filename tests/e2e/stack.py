@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -119,6 +120,7 @@ def start_stack(workdir: Path, artifacts: Path) -> Stack:
         "IN_FLIGHT_MARGIN_S": "2",
         "JWT_PRIVATE_KEY_FILE": str(keys / "signing.pem"),
         "JWT_PUBLIC_KEYS_DIR": str(keys / "public"),
+        "GATEWAY_KEY": secrets.token_urlsafe(32),
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp_port),
         "ARGON2_TIME_COST": "1",

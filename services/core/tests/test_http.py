@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from services.core.auth import TokenVerifier
-from services.core.http import ArrivedAt, Organiser, Participant, create_app, postgres_ready, redis_ready
+from services.core.gateway import DEVELOPMENT_KEY, KEY_HEADER, GatewayKeyMissing
+from services.core.http import ArrivedAt, ClientAddress, Organiser, Participant, create_app, postgres_ready, redis_ready
 from services.core.problems import Problem
 from services.core.settings import CoreSettings
 from services.core.testing import TEST_DATABASE_URL, running_app
@@ -31,6 +32,11 @@ async def echo(body: Body) -> dict:
 @router.get("/mine")
 async def mine(who: Participant, arrived: ArrivedAt) -> dict:
     return {"id": str(who.id), "arrived": arrived.isoformat()}
+
+
+@router.get("/address")
+async def address(client: ClientAddress) -> dict:
+    return {"address": client}
 
 
 @router.get("/admin")
@@ -118,6 +124,43 @@ async def test_tokens_and_roles(service_pool, test_env, jwt_keys, make_token) ->
         assert (await client.get("/admin", headers=organiser)).status_code == 200
         stamped = await client.get("/mine", headers={**participant, "X-Request-Start": "t=1767225600.250"})
         assert stamped.json()["arrived"] == "2026-01-01T00:00:00.250000+00:00"
+
+
+async def test_a_caller_that_bypasses_the_gateway_cannot_choose_its_arrival_or_address(
+    service_pool, test_env, jwt_keys, make_token
+) -> None:
+    await service_pool("core_test")
+    participant = {"Authorization": f"Bearer {make_token('participant')}"}
+    forged = {"X-Request-Start": "t=1767225600.250", "X-Real-IP": "203.0.113.7"}
+    app = _app(test_env["REDIS_URL"], str(jwt_keys / "public"))
+    async with running_app(app) as through_gateway:
+        assert (await through_gateway.get("/address", headers=forged)).json() == {"address": "203.0.113.7"}
+    for key in (None, "a-guessed-key"):
+        async with running_app(app, via_gateway=False) as direct:
+            headers = {**participant, **forged, **({KEY_HEADER: key} if key else {})}
+            before = datetime.now(UTC)
+            arrived = datetime.fromisoformat((await direct.get("/mine", headers=headers)).json()["arrived"])
+            assert before <= arrived <= datetime.now(UTC)
+            # httpx's ASGI transport reports the peer as 127.0.0.1.
+            assert (await direct.get("/address", headers=headers)).json() == {"address": "127.0.0.1"}
+
+
+@pytest.mark.parametrize("key", [None, DEVELOPMENT_KEY])
+def test_production_refuses_to_start_without_a_real_gateway_key(tmp_path, monkeypatch, key) -> None:
+    monkeypatch.delenv("GATEWAY_KEY", raising=False)
+    if key:
+        monkeypatch.setenv("GATEWAY_KEY", key)
+    settings = CoreSettings(app_env="production", gateway_key_file=tmp_path / "absent.key")
+    with pytest.raises(GatewayKeyMissing):
+        create_app(service="core_test", settings=settings, routers=[], resources=_no_resources, readiness={})
+    monkeypatch.setenv("GATEWAY_KEY", "a-real-secret")
+    create_app(service="core_test", settings=CoreSettings(app_env="production"), routers=[],
+               resources=_no_resources, readiness={})
+
+
+@asynccontextmanager
+async def _no_resources(app: FastAPI):
+    yield
 
 
 def test_verifier_needs_keys(tmp_path) -> None:

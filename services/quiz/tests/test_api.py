@@ -13,7 +13,9 @@ import httpx
 import openpyxl
 from redis.asyncio import Redis
 
+from services.core.testing import running_app
 from services.quiz.api import ShownQuestions
+from services.quiz.app import create_app
 from services.quiz.settings import QuizSettings
 from services.quiz.tests.conftest import CSV_HEADER, Admin, bank_csv, outbox_events, stamp
 
@@ -361,6 +363,34 @@ async def test_start_refused_outside_an_open_round(client: httpx.AsyncClient, ad
         assert r.status_code == 409 and r.json()["code"] == "round_not_open"
         assert r.json()["round_status"] == status and r.json()["status"] == 409
     assert (await client.post(f"/api/rounds/{uuid.uuid4()}/attempts", headers=an.headers)).status_code == 404
+
+
+async def test_a_stamp_sent_around_the_gateway_is_not_believed(
+    client: httpx.AsyncClient, admin: Admin, person: Any, pool: asyncpg.Pool, settings: QuizSettings
+) -> None:
+    """Issue 11's forgeries, straight to the quiz port: a stamp from tomorrow opened a
+    scheduled round, and one from before the start shortened a duration (a tie-break)."""
+    contest_id = await admin.contest()
+    await admin.questions(contest_id, bank_csv(8))
+    now = datetime.now(UTC)
+    tomorrow = await admin.round(contest_id, number=1, opens_at=(now + timedelta(days=1)).isoformat(),
+                                 closes_at=(now + timedelta(days=2)).isoformat())
+    today = await admin.round(contest_id, number=2, time_limit_s=60, grace_s=0, max_attempts=None, prediction=None)
+    an = person()
+    async with running_app(create_app(settings), via_gateway=False) as direct:
+        early = await direct.post(f"/api/rounds/{tomorrow}/attempts",
+                                  headers={**an.headers, **stamp(now + timedelta(days=1, hours=1))})
+        assert early.status_code == 409 and early.json()["code"] == "round_not_open"
+
+        started = await direct.post(f"/api/rounds/{today}/attempts", headers=an.headers)
+        assert started.status_code == 201
+        attempt_id = started.json()["attempt_id"]
+        started_at = await pool.fetchval("SELECT started_at FROM attempts WHERE id = $1", uuid.UUID(attempt_id))
+        forged = await direct.post(f"/api/attempts/{attempt_id}/submit", json={"answers": {}},
+                                   headers={**an.headers, **stamp(started_at + timedelta(milliseconds=1))})
+        assert forged.status_code == 202
+    submitted_at = at((await outbox_events(pool, "attempt.submitted"))[0]["data"]["submitted_at"])
+    assert submitted_at >= now and submitted_at != started_at + timedelta(milliseconds=1)
 
 
 async def test_max_attempts_holds_under_simultaneous_starts(

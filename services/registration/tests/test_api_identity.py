@@ -134,17 +134,8 @@ async def test_one_address_guessing_many_accounts_is_slowed(
         # The right password for a real account, from that address: still waits.
         blocked = await attempt(client, "0912345678", PASSWORD, "203.0.113.5")
         assert blocked.status_code == 429 and blocked.json()["code"] == "login_throttled"
-        # From elsewhere it works; X-Forwarded-For's last hop (the gateway's) counts when there is no X-Real-IP.
-        elsewhere = await client.post(
-            "/api/auth/login", json={"login": "0912345678", "password": PASSWORD},
-            headers={"X-Forwarded-For": "203.0.113.5, 198.51.100.7"},
-        )
-        assert elsewhere.status_code == 200
-        spoofed = await client.post(
-            "/api/auth/login", json={"login": "0987654329", "password": "guess-guess"},
-            headers={"X-Forwarded-For": "198.51.100.8, 203.0.113.5"},
-        )
-        assert spoofed.status_code == 429
+        # From elsewhere it works.
+        assert (await attempt(client, "0912345678", PASSWORD, "198.51.100.7")).status_code == 200
 
 
 async def test_lock_expires_and_a_success_then_clears_it(app_with: Any, demo_units: dict[str, store.Unit]) -> None:

@@ -494,25 +494,6 @@ def test_login_delays_never_shrink_and_respect_the_cap(delay_after: int, extra: 
     assert all(1 <= d <= max(1, round(cap * 1000)) for d in delays)
 
 
-@pytest.mark.parametrize(
-    ("real_ip", "forwarded", "peer", "trust", "expected"),
-    [
-        ("203.0.113.7", "10.0.0.1, 203.0.113.7", "127.0.0.1", True, "203.0.113.7"),
-        (None, "1.2.3.4, 203.0.113.9", "127.0.0.1", True, "203.0.113.9"),  # the hop our gateway added
-        ("203.0.113.7", None, "127.0.0.1", False, "127.0.0.1"),  # not behind the gateway: the peer
-        ("not an address", None, "::1", True, "::1"),
-        (None, None, None, True, None),
-        ("2001:DB8::1", None, None, True, "2001:db8::1"),
-    ],
-)
-def test_client_address(
-    real_ip: str | None, forwarded: str | None, peer: str | None, trust: bool, expected: str | None
-) -> None:
-    assert domain.client_address(
-        real_ip=real_ip, forwarded_for=forwarded, peer=peer, trust_forwarded=trust
-    ) == expected
-
-
 def test_device_id_is_kept_only_when_it_looks_like_one() -> None:
     assert domain.normalise_device_id(" 3f2a9c1e-77aa-4b1c ") == "3f2a9c1e-77aa-4b1c"
     assert domain.normalise_device_id("short") is None
