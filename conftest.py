@@ -1,1 +1,1 @@
-pytest_plugins = ["services.core.testing"]
+pytest_plugins = ["services.core.testing", "services.core.private_servers"]
