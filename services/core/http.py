@@ -32,6 +32,7 @@ from services.core.gateway import Gateway
 from services.core.logs import configure_logging, correlation_id, new_correlation_id
 from services.core.problems import MESSAGES, Problem, problem_response, wants_english
 from services.core.settings import CoreSettings
+from services.core.unstorable_input import RefuseUnstorableInput
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,15 @@ Resources = Callable[[FastAPI], Any]  # an async context manager factory: set ap
 
 class RequestContext:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): sets the
-    correlation id for logs and events, echoes it, and records Prometheus metrics."""
+    correlation id for logs and events, echoes it, records Prometheus metrics, and
+    answers an unexpected error itself.
+
+    That last part is why it exists beside Starlette's own: Starlette's 500 handler
+    re-raises after answering, and uvicorn then closes the connection. Behind the
+    gateway that connection is one of nginx's pooled keep-alive connections, and the next
+    request nginx sends on it (someone else's submit) fails with a 502 that nginx may not
+    retry. So one request's bug would cost another request; answered and swallowed
+    here, the connection stays usable."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
@@ -66,16 +75,22 @@ class RequestContext:
         token = correlation_id.set(cid or new_correlation_id())
         status = 500
         started = time.perf_counter()
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message.setdefault("headers", []).append((b"x-request-id", correlation_id.get().encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path", "")})
+            if response_started:
+                raise  # half an answer is out: only closing the connection can tell the client
+            await problem_response(Request(scope), Problem(500, "internal"))(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -222,8 +237,18 @@ def field_name(loc: Iterable[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _is_malformed_body(err: Mapping[str, Any]) -> bool:
+    """Not JSON (FastAPI's json_invalid), or a body that never was an object: a JSON
+    route given a body of another content type sees bytes."""
+    if err.get("type") == "json_invalid":
+        return True
+    return tuple(err.get("loc", ())) == ("body",) and isinstance(err.get("input"), bytes | bytearray)
+
+
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
     english = wants_english(request)
+    if any(_is_malformed_body(err) for err in exc.errors()):
+        return problem_response(request, Problem(400, "malformed_body"))
     errors = []
     for err in exc.errors():
         message = err.get("msg", "") if english else _VALIDATION_VI.get(err.get("type", ""), err.get("msg", ""))
@@ -247,6 +272,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {
+            # FastAPI's answer to a body it could not parse at all (e.g. JSON nested
+            # deeper than the parser's recursion limit).
+            400: "malformed_body",
             401: "unauthenticated",
             403: "forbidden",
             404: "not_found",
@@ -256,6 +284,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             request, Problem(exc.status_code, code.get(exc.status_code, "internal"), headers=dict(exc.headers or {}))
         )
+
+    @app.exception_handler(asyncpg.DataError)
+    @app.exception_handler(asyncpg.exceptions._base.DataError)
+    async def on_unstorable(request: Request, exc: Exception) -> Response:
+        # The last line of defence: every model bounds its fields, so a value PostgreSQL
+        # refuses (out of range, an invalid character) is a gap in a model, not the
+        # client's fault alone; still a 4xx, and nothing was written.
+        log.warning("value refused by the database", extra={"error": repr(exc), "path": request.url.path})
+        return problem_response(request, Problem(422, "unstorable_value"))
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(asyncpg.CannotConnectNowError)
@@ -269,11 +306,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         # The database (or Redis) is away: nothing was written, so the client may retry.
         log.warning("dependency unavailable", extra={"error": repr(exc), "path": request.url.path})
         return problem_response(request, Problem(503, "unavailable", headers={"Retry-After": "5"}))
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(request, Problem(500, "internal"))
 
 
 # --- the factory -----------------------------------------------------------------------
@@ -313,7 +345,8 @@ def create_app(
         # hooks, left on, look up the global providers (environment reads) on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    app.add_middleware(RequestContext, service=service)
+    app.add_middleware(RefuseUnstorableInput)
+    app.add_middleware(RequestContext, service=service)  # added last: the outermost
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)

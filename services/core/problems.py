@@ -15,6 +15,16 @@ PROBLEM_JSON = "application/problem+json"
 # code -> (title, Vietnamese detail, English detail)
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "validation": ("Invalid input", "Dữ liệu gửi lên không hợp lệ.", "The request contains invalid fields."),
+    "malformed_body": (
+        "Bad Request",
+        "Không đọc được dữ liệu gửi lên: nội dung phải là JSON hợp lệ.",
+        "The request body could not be read: it must be valid JSON.",
+    ),
+    "unstorable_value": (
+        "Unprocessable Content",
+        "Có giá trị không thể lưu (quá lớn hoặc chứa ký tự không hợp lệ).",
+        "A value cannot be stored (too large, or an invalid character).",
+    ),
     "unauthenticated": ("Unauthorized", "Bạn cần đăng nhập để tiếp tục.", "Sign in to continue."),
     "invalid_token": (
         "Unauthorized",

@@ -47,7 +47,7 @@ async def list_notifications(
     template: Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[a-z_]+$")] = None,
     event_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[DeliveryOut]:
     """The delivery log, newest first; every filter given must match (`template`: winner,
     signup, code, nudge, organiser_summary)."""

@@ -774,7 +774,7 @@ class RoundIn(BaseModel):
     # 22 bits of milliseconds (about 69 minutes; docs/decisions.md), so limit + grace stays below that.
     time_limit_s: int = Field(ge=60, le=3600)
     grace_s: int = Field(default=30, ge=0, le=300)
-    max_attempts: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1, le=domain.MAX_ATTEMPTS)
     prediction: PredictionIn | None = None
     prizes: list[PrizeIn] = Field(default_factory=list, max_length=50)
     quotas: QuotasIn | None = None
@@ -814,7 +814,7 @@ class RoundPatchIn(BaseModel):
     question_count: int | None = Field(default=None, ge=1, le=100)
     time_limit_s: int | None = Field(default=None, ge=60, le=3600)
     grace_s: int | None = Field(default=None, ge=0, le=300)
-    max_attempts: int | None = Field(default=None, ge=1)
+    max_attempts: int | None = Field(default=None, ge=1, le=domain.MAX_ATTEMPTS)
     prediction: PredictionIn | None = None
     prizes: Annotated[list[PrizeIn], Field(max_length=50)] | None = None
     quotas: QuotasIn | None = None
@@ -1093,7 +1093,7 @@ async def list_questions(
     response: Response,
     topic: Annotated[str | None, Query(max_length=domain.MAX_TOPIC_CHARS)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[AdminQuestionOut]:
     """A page of the bank with the correct letters; `X-Total-Count` tells how many match."""
     if await store.contest_by_id(db, contest_id) is None:

@@ -26,6 +26,8 @@ PRIZE_SCOPES = ("round", "contest")
 PREDICTION_TARGETS = ("participants", "all_correct")
 OPTION_LETTERS = "ABCDEF"
 DIFFICULTIES = (1, 2, 3)
+# Real contests allow 1, a handful (7) or unlimited (no limit at all) attempts per round.
+MAX_ATTEMPTS = 1000
 GROUP_CODE = re.compile(r"^[a-z0-9_]{1,40}$")
 # Rounds are shown in Vietnam's time. Vietnam keeps no daylight saving time, so a
 # machine without the tz database can fall back on the fixed offset.

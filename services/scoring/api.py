@@ -394,8 +394,8 @@ async def participation_report(
 # --- collective ranking ----------------------------------------------------------------
 
 class MinRateIn(BaseModel):
-    min_headcount: int = Field(ge=0)
-    max_headcount: int | None = Field(default=None, ge=0)
+    min_headcount: int = Field(ge=0, le=domain.MAX_HEADCOUNT)
+    max_headcount: int | None = Field(default=None, ge=0, le=domain.MAX_HEADCOUNT)
     min_rate: float = Field(ge=0, le=1)
 
 

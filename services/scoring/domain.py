@@ -94,6 +94,8 @@ def freeze_at(closes_at: datetime, freeze_s: int) -> datetime | None:
 # long before freeze_at on: a board read on a machine whose clock runs a little ahead may
 # take the frozen copy early, and must still see every one of them.
 FREEZE_CLOCK_MARGIN = timedelta(minutes=1)
+# The largest headcount registration accepts for a unit (its HEADCOUNT_MAX).
+MAX_HEADCOUNT = 10_000_000
 
 
 def freeze_is_near(freeze_at: datetime | None, now: datetime) -> bool:
