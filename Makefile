@@ -14,7 +14,7 @@ BENCH_ARGS   ?=
 COMPOSE_FILE ?= docker-compose.yml
 LINT_PATHS   ?= services tests deploy web/build.py
 
-.PHONY: venv services run test lint bench clean distclean
+.PHONY: venv services run test lint bench chaos clean distclean
 
 venv: $(VENV)/.installed
 
@@ -70,6 +70,13 @@ bench: venv services
 	    echo "wrk is missing: install it (Debian: sudo apt-get install wrk)" >&2; exit 1; \
 	  fi; }
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
+
+# The fault suite (tests/chaos, about 20 minutes on 2 cores): its own PostgreSQL, Redis and
+# RabbitMQ on private ports, the whole stack, a participant load through the gateway, and
+# kill -9 of each server and each kind of process in turn; writes docs/reliability.md.
+# `make test` runs its short version (two faults). CHAOS_FAULTS=redis,postgres picks some.
+chaos: venv services
+	CHAOS_FULL=1 $(BIN)/python -m pytest tests/chaos/test_fault_suite.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache .hypothesis tests/e2e/artifacts web/dist

@@ -57,12 +57,16 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from bench_proc import Sampler, Snapshot, busy_share, cpu_between, pids_named  # noqa: E402
 from bench_stack import (  # noqa: E402
+    ADMIN,
     RETRY_DELAYS_S,
     SERVICES,
     Stack,
+    create_contest,
+    create_round,
     delete_bus,
     descendants,
     gunicorn_workers,
+    login_token,
     prepare_stack,
     set_gunicorn_workers,
 )
@@ -73,8 +77,6 @@ from services.core.db import create_database_if_missing  # noqa: E402
 BIN = ROOT / ".venv" / "bin"
 WRK_SCRIPT = HERE / "wrk" / "replay.lua"
 PASSWORD = "mat-khau-bench-2026"
-QUESTIONS_CSV = ROOT / "services" / "quiz" / "seed" / "questions.csv"
-ADMIN = ("admin", "admin")  # the development organiser of `seed-demo` (APP_ENV=test)
 
 
 # --- options --------------------------------------------------------------------------
@@ -241,44 +243,6 @@ class Scene:
     question_options: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # id → (options, correct)
 
 
-async def _login(client: httpx.AsyncClient, login: str, password: str) -> str:
-    response = await client.post("/api/auth/login", json={"login": login, "password": password})
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-async def create_contest(client: httpx.AsyncClient, token: str, slug: str, title: str) -> str:
-    auth = {"Authorization": f"Bearer {token}"}
-    created = await client.post("/api/admin/contests", headers=auth, json={"slug": slug, "title": title})
-    created.raise_for_status()
-    contest_id = str(created.json()["id"])
-    imported = await client.post(
-        f"/api/admin/contests/{contest_id}/questions/import", headers=auth,
-        files={"file": ("questions.csv", QUESTIONS_CSV.read_bytes(), "text/csv")},
-    )
-    imported.raise_for_status()
-    return contest_id
-
-
-async def create_round(
-    client: httpx.AsyncClient, token: str, contest_id: str, number: int, *, opens_at: datetime,
-    closes_at: datetime, time_limit_s: int, grace_s: int,
-) -> str:
-    created = await client.post(
-        f"/api/admin/contests/{contest_id}/rounds", headers={"Authorization": f"Bearer {token}"},
-        json={
-            "number": number, "title": f"Tuần {number}", "opens_at": opens_at.isoformat(),
-            "closes_at": closes_at.isoformat(), "question_count": 20, "time_limit_s": time_limit_s,
-            "grace_s": grace_s, "max_attempts": None,
-            "prediction": {"text": "Theo bạn, sẽ có bao nhiêu người tham gia tuần thi này?", "target": "participants"},
-            "prizes": [{"name": "Giải Nhất", "count": 1}, {"name": "Giải Nhì", "count": 2},
-                       {"name": "Giải Ba", "count": 3}],
-        },
-    )
-    created.raise_for_status()
-    return str(created.json()["id"])
-
-
 def _latency_summary(latencies: list[float], seconds: float) -> dict[str, float]:
     ordered = sorted(latencies)
 
@@ -312,7 +276,7 @@ async def set_scene(base_url: str, database_url: str, users: int, rounds: int) -
     tag = uuid.uuid4().hex[:6]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
-        admin = await _login(client, *ADMIN)
+        admin = await login_token(client, *ADMIN)
         slug = f"bench-{tag}"
         contest_id = await create_contest(client, admin, slug, "Benchmark: giờ cao điểm trước hạn nộp bài")
         now = datetime.now(UTC).replace(microsecond=0)
@@ -340,7 +304,7 @@ async def set_scene(base_url: str, database_url: str, users: int, rounds: int) -
 
         def log_in(user: User) -> Any:
             async def job() -> None:
-                user.token = await _login(client, user.phone, PASSWORD)
+                user.token = await login_token(client, user.phone, PASSWORD)
             return job
 
         _, login = await _gather_timed([log_in(u) for u in people], 16)

@@ -6,27 +6,33 @@ in its own database, Redis database and bus prefix, with production-like setting
 Unlike honcho, each process is started here directly (`sh -c <Procfile command>`, each
 in its own process group), so that the benchmark knows every pid (for RSS, CPU and the
 profiler), can add or remove gunicorn workers (TTIN/TTOU) and restart one process with
-other settings. Localhost only; every wait is bounded.
+other settings. The fault suite (tests/chaos) uses the same stack on private servers: it
+kills a process (SIGKILL to its group) or one gunicorn worker, and starts it again.
+Localhost only; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 from redis import Redis
 
 from services.core.auth import generate_keypair
 from services.core.db import create_database_if_missing
+from services.core.private_servers import kill_process_group
 from services.core.testing import delete_bus as delete_stack_bus
 from services.core.testing import free_port, wait_until_healthy
 
@@ -34,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 SERVICES = ("registration", "quiz", "scoring", "notify")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+QUESTIONS_CSV = ROOT / "services" / "quiz" / "seed" / "questions.csv"
+ADMIN = ("admin", "admin")  # the development organiser of `seed-demo` (APP_ENV=test)
 
 
 def refuse_remote(url: str) -> None:
@@ -90,8 +98,12 @@ class Process:
         try:
             self.popen.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)
+            self.kill()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to its whole group, then wait until none of it is left."""
+        if self.popen is not None:
+            kill_process_group(self.popen)
 
 
 @dataclass
@@ -126,6 +138,17 @@ class Stack:
 
     def pid_of(self, name: str) -> int:
         return self.processes[name].pid
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def kill_gunicorn_worker(self, name: str) -> int:
+        """SIGKILL one worker of an API (its master starts a new one); the pid killed."""
+        workers = gunicorn_workers(self.pid_of(name))
+        if not workers:
+            raise RuntimeError(f"{name}: no gunicorn worker to kill")
+        os.kill(workers[0], signal.SIGKILL)
+        return workers[0]
 
     def dead(self) -> list[str]:
         return [name for name, p in self.processes.items() if not p.alive()]
@@ -173,9 +196,11 @@ def prepare_stack(
     amqp_url: str,
     workers: Mapping[str, int],
     extra_env: Mapping[str, str] | None = None,
+    processes: Iterable[str] | None = None,
 ) -> Stack:
     """Empty database schemas and Redis db, keys, migrations, the demo seed (units and
-    the organiser), the gateway config; the processes are defined, not started."""
+    the organiser), the gateway config; the processes (`processes`: those Procfile entries,
+    by default all) are defined, not started."""
     for url in (database_url, redis_url, amqp_url):
         refuse_remote(url)
     if urlsplit(database_url).path.lstrip("/") in ("hoithi", "hoithi_test", "hoithi_e2e"):
@@ -201,6 +226,9 @@ def prepare_stack(
         "IN_FLIGHT_MARGIN_S": "2",
         "JWT_PRIVATE_KEY_FILE": str(keys / "signing.pem"),
         "JWT_PUBLIC_KEYS_DIR": str(keys / "public"),
+        # The secret nginx adds to what it forwards: only then do the services believe its
+        # arrival stamp (deadlines) and client address. One per stack.
+        "GATEWAY_KEY": secrets.token_urlsafe(32),
         # Tokens made at the start must outlive the whole run.
         "ACCESS_TOKEN_TTL_S": "3600",
         "NGINX_PREFIX": str(workdir / "nginx"),
@@ -233,9 +261,53 @@ def prepare_stack(
         workdir=workdir,
         env=env,
     )
+    wanted = set(processes) if processes is not None else None
     for name, command in procfile().items():
-        stack.processes[name] = Process(name, command, dict(env), logs / f"{name}.log")
+        if wanted is None or name in wanted:
+            stack.processes[name] = Process(name, command, dict(env), logs / f"{name}.log")
     return stack
+
+
+# --- the organiser's side, through the gateway -----------------------------------------
+
+async def login_token(client: httpx.AsyncClient, login: str, password: str) -> str:
+    response = await client.post("/api/auth/login", json={"login": login, "password": password})
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+async def create_contest(client: httpx.AsyncClient, token: str, slug: str, title: str) -> str:
+    """A contest with the demo question bank."""
+    auth = {"Authorization": f"Bearer {token}"}
+    created = await client.post("/api/admin/contests", headers=auth, json={"slug": slug, "title": title})
+    created.raise_for_status()
+    contest_id = str(created.json()["id"])
+    imported = await client.post(
+        f"/api/admin/contests/{contest_id}/questions/import", headers=auth,
+        files={"file": ("questions.csv", QUESTIONS_CSV.read_bytes(), "text/csv")},
+    )
+    imported.raise_for_status()
+    return contest_id
+
+
+async def create_round(
+    client: httpx.AsyncClient, token: str, contest_id: str, number: int, *, opens_at: datetime,
+    closes_at: datetime, time_limit_s: int, grace_s: int,
+) -> str:
+    """20 questions, a prediction question, six prizes (1 first, 2 second, 3 third)."""
+    created = await client.post(
+        f"/api/admin/contests/{contest_id}/rounds", headers={"Authorization": f"Bearer {token}"},
+        json={
+            "number": number, "title": f"Tuần {number}", "opens_at": opens_at.isoformat(),
+            "closes_at": closes_at.isoformat(), "question_count": 20, "time_limit_s": time_limit_s,
+            "grace_s": grace_s, "max_attempts": None,
+            "prediction": {"text": "Theo bạn, sẽ có bao nhiêu người tham gia tuần thi này?", "target": "participants"},
+            "prizes": [{"name": "Giải Nhất", "count": 1}, {"name": "Giải Nhì", "count": 2},
+                       {"name": "Giải Ba", "count": 3}],
+        },
+    )
+    created.raise_for_status()
+    return str(created.json()["id"])
 
 
 def children(pid: int) -> list[int]:

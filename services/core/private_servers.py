@@ -53,9 +53,18 @@ from redis.exceptions import RedisError
 
 from services.core.testing import free_port
 
-POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
-RABBITMQ_SERVER = Path(os.environ.get("RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server"))
-REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+
+def _newest_postgres_bin() -> Path:
+    """Debian's layout: /usr/lib/postgresql/<major>/bin, the newest installed."""
+    versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
+    return max(versions, key=lambda p: int(p.parent.name)) if versions else Path("/usr/lib/postgresql/15/bin")
+
+
+POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN") or _newest_postgres_bin())
+RABBITMQ_SERVER = Path(os.environ.get("RABBITMQ_SERVER") or "/usr/lib/rabbitmq/bin/rabbitmq-server")
+REDIS_SERVER = os.environ.get("REDIS_SERVER") or "redis-server"
+# The Debian package that brings each server (`make services` installs them as root).
+PACKAGES = {"postgres": "postgresql", "redis": "redis-server", "rabbitmq": "rabbitmq-server"}
 
 
 Server = TypeVar("Server", bound="PrivateServer")
@@ -80,6 +89,23 @@ def group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+def kill_process_group(popen: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """SIGKILL to the process group a process was started as the leader of
+    (`start_new_session=True`), then wait until no live member is left: a restart must
+    not meet a predecessor still holding its port, shared memory or lock files."""
+    pgid = popen.pid
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    popen.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        raise RuntimeError(f"processes {left} outlived SIGKILL of their group {pgid}")
 
 
 def listening_socket_inode(port: int) -> int | None:
@@ -162,6 +188,12 @@ class PrivateServer:
         """Start on the same folder and port (crash recovery when it was killed)."""
         if self.alive():
             raise RuntimeError(f"{self.kind} on port {self.port} is already running (pid {self.pid})")
+        program = self.command()[0]
+        if shutil.which(program) is None:
+            raise ServerNotReady(
+                f"{program} is missing: install Debian's {PACKAGES.get(self.kind, self.kind)} package "
+                "(make services does, as root), or point POSTGRES_BIN / REDIS_SERVER / RABBITMQ_SERVER at it"
+            )
         if not self._prepared:
             self.prepare()
             self._prepared = True
@@ -207,19 +239,8 @@ class PrivateServer:
     def kill(self, timeout_s: float = 10) -> None:
         """SIGKILL to every process of the group this server was started in (a crash),
         then wait until none is left."""
-        if self.popen is None:
-            return
-        pgid = self.popen.pid
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(timeout=timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while (left := group_members(pgid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if left:
-            raise RuntimeError(f"{self.kind}: processes {left} outlived SIGKILL of group {pgid}")
+        if self.popen is not None:
+            kill_process_group(self.popen, timeout_s)
 
     def remove(self) -> None:
         """Stop and delete the folder this object created (a given root is kept)."""

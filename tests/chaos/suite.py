@@ -1,0 +1,612 @@
+"""The fault suite: the whole Hoithi stack on private servers, a participant load through
+the gateway, and one fault at a time (`kill -9` of a server or a process, then bringing
+it back), each checked against what the servers hold.
+
+    env = Environment.start(workdir)         # private PostgreSQL, Redis, RabbitMQ; SMTP; the stack
+    report = await run_fault(env, number, fault, plan)
+    env.stop()
+
+For each fault a round of its own: `plan.participants` people arrive over
+`plan.arrival_s` seconds and take it (tests/chaos/driver.py); a third of the way into the
+arrivals the fault strikes. A server is killed (SIGKILL to its process group), left down
+`plan.server_down_s`, and started again on the same data folder and port; a process of the
+stack likewise (`plan.process_down_s`, the time a supervisor takes to restart it); one
+gunicorn worker is killed and its master replaces it. A monitor samples the stack twice a
+second meanwhile. When the load has ended: the drain (every stored submission scored, the
+outboxes and queues empty), the boards, then the organiser closes the round, waits for
+`final` and announces the winners, and the mailbox is read. Every wait has a deadline.
+
+What a fault must leave intact (each a failure when it does not):
+- every acknowledged submit (202, or 409 after a retry) is stored with the answers sent
+  and scored exactly once; nothing scored that was not stored;
+- the Redis boards (overall and every unit's) and the public leaderboard route equal the
+  ranking computed from PostgreSQL, scores and order;
+- no event left in a retry or dead-letter queue, no outbox row left;
+- every sign-up and winner letter delivered, none twice;
+- every process and server alive at the end (the killed one replaced);
+- no participant gave up (a step retried past `plan.give_up_s`) or was refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import httpx
+from aiosmtpd.controller import Controller
+from redis.asyncio import Redis
+
+from loadtests.bench_stack import (
+    ADMIN,
+    RETRY_DELAYS_S,
+    SERVICES,
+    Stack,
+    create_contest,
+    create_round,
+    delete_bus,
+    gunicorn_workers,
+    login_token,
+    prepare_stack,
+    procfile,
+)
+from services.core.private_servers import PostgresServer, PrivateServer, RabbitMQServer, RedisServer
+from services.core.testing import free_port
+from tests.chaos import checks
+from tests.chaos.driver import STEPS, Load, status_counts
+from tests.e2e.stack import MailBox
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = {"registration": 1, "quiz": 2, "scoring": 2, "notify": 1}
+DATABASE = "hoithi_chaos"
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    kind: Literal["server", "process", "worker"]
+    target: str  # server name (postgres, redis, rabbitmq), Procfile entry, or API of the gunicorn worker
+    what: str  # what it exercises, for the report
+
+
+FAULTS = {
+    f.name: f
+    for f in (
+        Fault("quiz worker", "worker", "quiz", "a quiz API worker dies mid-request; gunicorn replaces it"),
+        Fault("scoring-worker", "process", "scoring-worker", "the consumer dies holding an unacked batch"),
+        Fault("relay-quiz", "process", "relay-quiz", "quiz's relay dies between publish and delete"),
+        Fault("redis", "server", "redis", "Redis dies without persistence: boards, autosaves, throttles lost"),
+        Fault("postgres", "server", "postgres", "PostgreSQL crashes (all backends) and recovers from its WAL"),
+        Fault("rabbitmq", "server", "rabbitmq", "the broker dies; quorum queues recover from disk"),
+        Fault("gateway", "process", "gateway", "nginx, master and workers, dies: nothing answers"),
+        Fault("registration worker", "worker", "registration", "a registration API worker dies"),
+        Fault("scoring worker", "worker", "scoring", "a scoring API worker dies (results, boards)"),
+        Fault("notify worker", "worker", "notify", "a notify API worker dies"),
+        Fault("quiz-clock", "process", "quiz-clock", "the round clock dies; the close must still turn final"),
+        Fault("notify-worker", "process", "notify-worker", "the mail sender dies mid-batch"),
+        Fault("relay-registration", "process", "relay-registration", "registration's relay dies"),
+        Fault("relay-scoring", "process", "relay-scoring", "scoring's relay dies (winner announcements)"),
+    )
+}
+FULL = list(FAULTS)
+# In `make test`: the two faults that matter most and cost least. Redis without its data
+# is the one that bends a ranking (lost boards); the scoring worker dying with a batch in
+# hand is the one that could double or lose a score. Both restart in about a second.
+SHORT = ["redis", "scoring-worker"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    participants: int
+    arrival_s: float
+    fault_at: float = 0.35  # share of the arrival window
+    server_down_s: float = 2.0
+    process_down_s: float = 1.0
+    give_up_s: float = 120.0
+    drain_s: float = 90.0
+    boards_s: float = 20.0
+    final_s: float = 180.0  # an abandoned attempt holds `final` until its time limit
+    mail_s: float = 60.0
+    time_limit_s: int = 120
+    grace_s: int = 10
+
+
+SHORT_PLAN = Plan(participants=40, arrival_s=10.0)
+FULL_PLAN = Plan(participants=150, arrival_s=35.0)
+
+
+@dataclass
+class Environment:
+    servers: dict[str, PrivateServer]
+    stack: Stack
+    smtp: Controller
+    mailbox: MailBox
+    workdir: Path
+    contest_slug: str = ""
+    contest_id: str = ""
+    admin_token: str = ""
+    unit_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, workdir: Path) -> Environment:
+        servers: dict[str, PrivateServer] = {
+            "postgres": PostgresServer(), "redis": RedisServer(), "rabbitmq": RabbitMQServer(),
+        }
+        mailbox = MailBox()
+        smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+        env: Environment | None = None
+        try:
+            for server in servers.values():
+                server.start()
+            for server in servers.values():
+                server.wait_ready(timeout_s=90)
+            smtp.start()
+            postgres = servers["postgres"]
+            assert isinstance(postgres, PostgresServer)
+            stack = prepare_stack(
+                workdir / "stack",
+                database_url=postgres.database_url(DATABASE),
+                redis_url=servers["redis"].url,
+                amqp_url=servers["rabbitmq"].url,
+                workers=WORKERS,
+                # Its own SMTP server (counting deliveries) instead of the development one.
+                processes=[name for name in procfile() if name != "mail"],
+                extra_env={
+                    "SMTP_PORT": str(smtp.port),
+                    "SMTP_RATE_PER_S": "200",
+                    # Cheap hashing: the load is about faults, not Argon2 (as in make bench).
+                    "ARGON2_TIME_COST": "1",
+                    "ARGON2_MEMORY_COST_KIB": "8192",
+                },
+            )
+            env = cls(servers, stack, smtp, mailbox, workdir)
+            stack.start()
+            stack.wait_ready(timeout_s=120)
+            asyncio.run(env._scene())
+            return env
+        except BaseException:
+            if env is not None:
+                env.stop()
+            else:
+                smtp.stop()
+                for server in servers.values():
+                    server.remove()
+            raise
+
+    async def _scene(self) -> None:
+        async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=30) as client:
+            self.admin_token = await login_token(client, *ADMIN)
+            self.contest_slug = f"chaos-{uuid.uuid4().hex[:6]}"
+            self.contest_id = await create_contest(client, self.admin_token, self.contest_slug, "Thử lỗi: hội thi")
+            units = (await client.get("/api/units", params={"limit": 500})).json()
+            self.unit_ids = [u["id"] for u in units if u["headcount"] > 0]
+
+    def stop(self) -> None:
+        self.stack.stop()
+        try:
+            asyncio.run(delete_bus(self.stack.amqp_url, self.stack.bus_prefix, RETRY_DELAYS_S))
+        except Exception as exc:  # the broker goes away with its folder anyway
+            print(f"chaos: queue clean-up failed: {exc!r}")
+        self.smtp.stop()
+        logs = self.workdir / "servers"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, server in self.servers.items():
+            if server.log_path.exists():
+                shutil.copy(server.log_path, logs / f"{name}.log")
+            server.remove()
+        shutil.rmtree(self.stack.env["NGINX_PREFIX"], ignore_errors=True)
+
+    @property
+    def database_url(self) -> str:
+        postgres = self.servers["postgres"]
+        assert isinstance(postgres, PostgresServer)
+        return postgres.database_url(DATABASE)
+
+    def queue_names(self) -> list[str]:
+        return checks.queue_names(self.stack.bus_prefix, RETRY_DELAYS_S)
+
+    def not_running(self) -> list[str]:
+        """Processes and servers that are not up, and APIs short of gunicorn workers."""
+        down = [n for n in self.stack.dead()] + [n for n, s in self.servers.items() if not s.alive()]
+        for api, wanted in WORKERS.items():
+            if api in self.stack.processes and self.stack.processes[api].alive():
+                have = len(gunicorn_workers(self.stack.pid_of(api)))
+                if have != wanted:
+                    down.append(f"{api} ({have}/{wanted} workers)")
+        return down
+
+
+# --- the monitor ----------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    t: float
+    unhealthy: list[str]  # services whose /_health (through the gateway) is not 200, processes down
+    stale: int | None  # stored submissions older than 2 s without a result (None: database unreachable)
+    parked: int | None  # events in retry and dead-letter queues (None: broker unreachable)
+
+    @property
+    def recovered(self) -> bool:
+        return not self.unhealthy and self.stale == 0 and self.parked == 0
+
+
+class Monitor:
+    def __init__(self, env: Environment, round_id: str) -> None:
+        self.env, self.round_id = env, round_id
+        self.samples: list[Sample] = []
+        self._stop = asyncio.Event()
+        parked = [q for q in env.queue_names() if ".retry." in q or q.endswith(".dead")]
+        self._parked_queues = parked
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.env.stack.base_url, timeout=1.5) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                unhealthy = list(self.env.not_running())
+                for service in SERVICES:
+                    try:
+                        if (await client.get(f"/_health/{service}")).status_code != 200:
+                            unhealthy.append(service)
+                    except httpx.HTTPError:
+                        unhealthy.append(service)
+                stale = await _or_none(self._stale)
+                parked = await _or_none(self._parked)
+                self.samples.append(Sample(started, unhealthy, stale, parked))
+                await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+
+    async def _stale(self) -> int:
+        conn = await asyncpg.connect(self.env.database_url, timeout=2)
+        try:
+            return await checks.stale_backlog(conn, self.round_id)
+        finally:
+            await conn.close()
+
+    async def _parked(self) -> int:
+        return sum((await checks.queue_depths(self.env.stack.amqp_url, self._parked_queues)).values())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def first(self, after: float, condition: Callable[[Sample], bool]) -> float | None:
+        for sample in self.samples:
+            if sample.t >= after and condition(sample):
+                return sample.t
+        return None
+
+
+async def _or_none(probe: Callable[[], Awaitable[int]]) -> int | None:
+    try:
+        return await asyncio.wait_for(probe(), timeout=3)
+    except Exception:
+        return None
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], timeout_s: float, every_s: float = 0.5) -> tuple[Any, float]:
+    """Poll until `probe` returns something truthy (or time runs out): (last value, seconds)."""
+    started = time.monotonic()
+    last: Any = None
+    while True:
+        error: Exception | None = None
+        try:
+            last = await probe()
+        except Exception as exc:
+            last, error = None, exc
+        if last or time.monotonic() - started > timeout_s:
+            if not last and error is not None:
+                last = {"error": repr(error)}
+            return last, time.monotonic() - started
+        await asyncio.sleep(every_s)
+
+
+# --- one fault ------------------------------------------------------------------------
+
+def inject(env: Environment, fault: Fault, plan: Plan) -> dict[str, Any]:
+    """Kill, wait, bring back. Blocking (run in a thread while the load goes on)."""
+    killed_at = time.monotonic()
+    detail = ""
+    if fault.kind == "server":
+        server = env.servers[fault.target]
+        detail = f"SIGKILL to process group {server.pid}"
+        server.kill()
+        time.sleep(plan.server_down_s)
+        server.start()
+        server.wait_ready(timeout_s=90)
+    elif fault.kind == "process":
+        process = env.stack.processes[fault.target]
+        detail = f"SIGKILL to process group {process.pid}"
+        process.kill()
+        time.sleep(plan.process_down_s)
+        process.start()
+    else:
+        master = env.stack.pid_of(fault.target)
+        killed = env.stack.kill_gunicorn_worker(fault.target)
+        detail = f"SIGKILL to worker {killed} of master {master}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = gunicorn_workers(master)
+            if len(workers) == WORKERS[fault.target] and killed not in workers:
+                break
+            time.sleep(0.1)
+    return {"killed_at": killed_at, "back_at": time.monotonic(), "detail": detail}
+
+
+async def new_round(env: Environment, number: int, plan: Plan) -> str:
+    async with httpx.AsyncClient(base_url=env.stack.base_url, timeout=30) as client:
+        now = datetime.now(UTC).replace(microsecond=0)
+        round_id = await create_round(
+            client, env.admin_token, env.contest_id, number, opens_at=now - timedelta(minutes=1),
+            closes_at=now + timedelta(hours=2), time_limit_s=plan.time_limit_s, grace_s=plan.grace_s)
+
+    async def known() -> bool:  # the clock opened it and scoring has its answer key
+        conn = await asyncpg.connect(env.database_url)
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM scoring.rounds WHERE round_id = $1",
+                                            uuid.UUID(round_id)))
+        finally:
+            await conn.close()
+
+    opened, _ = await eventually(known, 30)
+    if not opened:
+        raise RuntimeError(f"round {round_id} not opened in scoring after 30 s")
+    return round_id
+
+
+async def _admin(client: httpx.AsyncClient, env: Environment, path: str, timeout_s: float = 60) -> httpx.Response:
+    """An organiser's POST, sent again (like a person would) while the answer is a 5xx or none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = await client.post(path, headers={"Authorization": f"Bearer {env.admin_token}"})
+            if response.status_code < 500 or time.monotonic() > deadline:
+                return response
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(1)
+
+
+async def close_and_announce(env: Environment, round_id: str, plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=env.stack.base_url, timeout=10) as client:
+        closed = await _admin(client, env, f"/api/admin/rounds/{round_id}/close")
+        out["close"] = closed.status_code
+        started = time.monotonic()
+
+        async def final() -> bool:
+            rounds = (await client.get(f"/api/contests/{env.contest_slug}")).json()["rounds"]
+            return next(r for r in rounds if r["id"] == round_id)["status"] == "final"
+
+        async def winners() -> list[Any]:
+            response = await client.get(f"/api/rounds/{round_id}/winners")
+            return list(response.json().get("winners") or []) if response.status_code == 200 else []
+
+        is_final, _ = await eventually(final, plan.final_s)
+        out["final"] = bool(is_final)
+        found, _ = await eventually(winners, 60) if is_final else ([], 0.0)
+        out["final_after_s"] = round(time.monotonic() - started, 1)
+        out["winners"] = len(found or [])
+        if found:
+            announced = await _admin(client, env, f"/api/admin/rounds/{round_id}/announce")
+            out["announce"] = announced.status_code
+    return out
+
+
+def client_view(load: Load, killed_at: float) -> dict[str, Any]:
+    journeys = load.journeys
+    waits = [(w, step, j.number) for j in journeys for step, w in j.waited_s.items()]
+    longest = max(waits, default=(0.0, "", -1))
+    outcomes: dict[str, int] = {}
+    for j in journeys:
+        outcomes[j.outcome] = outcomes.get(j.outcome, 0) + 1
+    after_fault = [e for e in load.exchanges if e.sent_at + e.took_s >= killed_at]
+    submit_waits = [j.waited_s["submit"] for j in journeys if "submit" in j.waited_s]
+    result_lags = [j.result_seen_after_s for j in journeys if j.result_seen_after_s is not None]
+    return {
+        "participants": len(journeys),
+        "outcomes": outcomes,
+        "statuses": status_counts(load.exchanges),
+        "statuses_after_fault": status_counts(after_fault),
+        "retries": {s: n for s in STEPS if (n := sum(j.retries[s] for j in journeys))},
+        "longest_wait_s": round(longest[0], 2),
+        "longest_wait_step": longest[1],
+        "longest_submit_wait_s": round(max(submit_waits, default=0.0), 2),
+        "median_submit_wait_s": round(statistics.median(submit_waits), 3) if submit_waits else None,
+        "results_seen": len(result_lags),
+        "longest_result_lag_s": round(max(result_lags, default=0.0), 2),
+    }
+
+
+async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> dict[str, Any]:
+    print(f"chaos: fault {number} {fault.name}: {plan.participants} participants over {plan.arrival_s} s", flush=True)
+    round_id = await new_round(env, number, plan)
+    load = Load(env.stack.base_url, round_id, env.unit_ids, plan.participants, plan.arrival_s, series=number,
+                give_up_s=plan.give_up_s)
+    monitor = Monitor(env, round_id)
+    watching = asyncio.create_task(monitor.run())
+    began = time.monotonic()
+    loading = asyncio.create_task(load.run())
+    await asyncio.sleep(plan.arrival_s * plan.fault_at)
+    try:
+        injected = await asyncio.to_thread(inject, env, fault, plan)
+    except Exception as exc:  # the fault could not be undone: report, and let the checks say what it cost
+        injected = {"killed_at": time.monotonic(), "back_at": None, "detail": f"restore failed: {exc!r}"}
+    await asyncio.wait_for(loading, timeout=plan.arrival_s + plan.give_up_s * 6 + 120)
+    load_ended = time.monotonic()
+    killed_at = injected["killed_at"]
+
+    async def drained() -> dict[str, Any] | None:
+        conn = await asyncpg.connect(env.database_url, timeout=5)
+        try:
+            backlog = await checks.stale_backlog(conn, round_id, older_than_s=0)
+            outbox = await checks.outbox_rows(conn)
+        finally:
+            await conn.close()
+        depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+        state = {"unscored": backlog, "outbox": sum(outbox.values()), "queued": sum(depths.values())}
+        return state if not any(state.values()) else None
+
+    drain_state, drain_s = await eventually(drained, plan.drain_s)
+    drained_ok = bool(drain_state) and "error" not in drain_state
+
+    redis = Redis.from_url(env.servers["redis"].url)
+    seen: list[checks.BoardCheck] = []
+    async with httpx.AsyncClient(base_url=env.stack.base_url, timeout=10) as client:
+
+        async def boards() -> checks.BoardCheck | None:
+            conn = await asyncpg.connect(env.database_url, timeout=5)
+            try:
+                seen.append(await checks.check_boards(conn, redis, client, round_id))
+            finally:
+                await conn.close()
+            return seen[-1] if seen[-1].mismatches == 0 else None
+
+        board_ok, board_wait_s = await eventually(boards, plan.boards_s, every_s=1.0)
+        board = seen[-1] if seen else None
+    await redis.aclose()
+
+    final = await close_and_announce(env, round_id, plan)
+
+    journeys = load.journeys
+    conn = await asyncpg.connect(env.database_url)
+    try:
+        expected_mail = await checks.expected_mail(conn, round_id, [j.email for j in journeys])
+
+        async def mailed() -> bool:
+            check = await checks.check_mail(conn, env.mailbox.messages, expected_mail)
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM notify.deliveries WHERE status = 'queued' AND recipient = ANY($1::text[])",
+                [e for e, _ in expected_mail])
+            depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+            return check.delivered == check.expected and queued == 0 and not any(depths.values())
+
+        await eventually(mailed, plan.mail_s)
+        mail = await checks.check_mail(conn, env.mailbox.messages, expected_mail)
+        submits = await checks.submit_counts(conn, round_id, journeys)
+        outbox = await checks.outbox_rows(conn)
+    finally:
+        await conn.close()
+    depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+    monitor.stop()
+    await watching
+    not_running = env.not_running()
+    left = {q: n for q, n in depths.items() if n}
+    if left:  # the next fault starts from empty queues; what was left is reported here
+        await checks.purge(env.stack.amqp_url, list(left))
+
+    back_at = injected["back_at"]
+    recovered_at = monitor.first(killed_at, lambda s: s.recovered) if back_at else None
+    healthy_at = monitor.first(killed_at, lambda s: not s.unhealthy)
+    unhealthy = [s for s in monitor.samples if s.t >= killed_at and s.unhealthy]
+    report: dict[str, Any] = {
+        "number": number,
+        "fault": fault.name,
+        "kind": fault.kind,
+        "what": fault.what,
+        "detail": injected["detail"],
+        "round_id": round_id,
+        "client": client_view(load, killed_at),
+        "timeline_s": {
+            "fault_at": round(killed_at - began, 1),
+            "back_after": round(back_at - killed_at, 1) if back_at else None,
+            "healthy_after": round(healthy_at - killed_at, 1) if healthy_at else None,
+            "recovered_after": round(recovered_at - killed_at, 1) if recovered_at else None,
+            "load_ended_at": round(load_ended - began, 1),
+            "drained_after_load_s": round(drain_s, 1) if drained_ok else None,
+            "boards_exact_after_drain_s": round(board_wait_s, 1) if board_ok else None,
+        },
+        "unhealthy_seen": sorted({u for s in unhealthy for u in s.unhealthy}),
+        "submits": checks.as_dict(submits),
+        "boards": checks.as_dict(board) if board else {"error": "not checked"},
+        "queues_left": left,
+        "outbox_left": {k: v for k, v in outbox.items() if v},
+        "drain": drain_state if not drained_ok else "ok",
+        "final": final,
+        "mail": checks.as_dict(mail),
+        "not_running": not_running,
+    }
+    report["failures"] = failures(report, submits, board, mail)
+    verdict = "PASS" if not report["failures"] else "FAIL: " + "; ".join(report["failures"])
+    print(f"chaos: fault {number} {fault.name}: {verdict}", flush=True)
+    return report
+
+
+def failures(report: dict[str, Any], submits: checks.SubmitCounts, board: checks.BoardCheck | None,
+             mail: checks.MailCheck) -> list[str]:
+    out = []
+    if submits.lost:
+        out.append(f"{len(submits.lost)} acknowledged submits lost")
+    if submits.altered:
+        out.append(f"{len(submits.altered)} submits stored with other answers")
+    if submits.unscored:
+        out.append(f"{len(submits.unscored)} stored submits not scored")
+    if submits.doubled or submits.phantom:
+        out.append(f"{len(submits.doubled) + len(submits.phantom)} doubled or phantom results")
+    if board is None or board.mismatches:
+        out.append(f"boards differ from PostgreSQL ({checks.as_dict(board) if board else 'not checked'})")
+    if report["queues_left"]:
+        out.append(f"events left in queues {report['queues_left']}")
+    if report["outbox_left"]:
+        out.append(f"outbox rows left {report['outbox_left']}")
+    if not report["final"].get("final"):
+        out.append("round not final")
+    elif report["final"].get("announce") != 202:
+        out.append(f"announce answered {report['final'].get('announce')}")
+    if mail.missing:
+        out.append(f"{len(mail.missing)} letters missing")
+    if mail.doubled:
+        out.append(f"{len(mail.doubled)} letters doubled")
+    if report["not_running"]:
+        out.append(f"not running at the end: {report['not_running']}")
+    if report["timeline_s"]["back_after"] is None:
+        out.append(f"not brought back: {report['detail']}")
+    gave_up = {k: v for k, v in report["client"]["outcomes"].items() if k not in ("202", "409")}
+    if gave_up:
+        out.append(f"participants without an acknowledged submit: {gave_up}")
+    return out
+
+
+# --- the whole run --------------------------------------------------------------------
+
+def run_suite(names: list[str], plan: Plan, run_dir: Path) -> dict[str, Any]:
+    """Start everything, run the faults one after the other, stop everything."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": plan.__dict__,
+        "workers": WORKERS,
+        "retry_delays_s": list(RETRY_DELAYS_S),
+        "cores": os.cpu_count(),
+        "faults": [],
+    }
+    env = Environment.start(run_dir)
+    try:
+        results["setup_s"] = round(time.monotonic() - began, 1)
+        for number, name in enumerate(names, start=1):
+            results["faults"].append(asyncio.run(run_fault(env, number, FAULTS[name], plan)))
+        results["not_running_at_end"] = env.not_running()
+    finally:
+        env.stop()
+        results["total_s"] = round(time.monotonic() - began, 1)
+    return results
+
+
+def new_run_dir(kind: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{kind}-{secrets.token_hex(2)}"
+    folder = ROOT / "var" / "chaos" / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    # nginx started as root runs its workers as `nobody`, who must reach its cache there.
+    for path in (folder, folder.parent, folder.parent.parent):
+        path.chmod(path.stat().st_mode | 0o055)
+    return folder
+
