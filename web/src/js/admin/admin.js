@@ -6,10 +6,13 @@ import { showFieldErrors } from "../forms.js";
 import { fmtDateTime, fmtNumber, problemText, t } from "../i18n.js";
 import { loginForm } from "../pages/login.js";
 import { statusBadge } from "../pages/contest.js";
+import { collectiveRules } from "./collective.js";
 import { adminNav, contestBySlug, uploadForm } from "./common.js";
 import { dashboard } from "./dashboard.js";
 import { contestForm, roundForm } from "./forms.js";
 import { notifications } from "./notifications.js";
+import { nudges } from "./nudges.js";
+import { replay } from "./replay.js";
 import { units } from "./units.js";
 import { winners } from "./winners.js";
 
@@ -25,12 +28,13 @@ export async function render(ctx) {
   }
   const { slug, roundId, section } = ctx.params;
   if (!slug && !section) return contestsPage(ctx);
-  if (!slug && (section === "don-vi" || section === "thong-bao") && !isOrganiser()) {
+  if (!slug && ORGANISER_SECTIONS.has(section) && !isOrganiser()) {
     replace(ctx.main, adminNav(ctx.path), coordinatorNote());
     return null;
   }
   if (!slug && section === "don-vi") return units(ctx);
   if (!slug && section === "thong-bao") return notifications(ctx);
+  if (!slug && section === "luot-thi") return replay(ctx);
   if (!slug) return notFound(ctx);
 
   // Everything below belongs to one contest: the organisers' view when there is one, else the public one.
@@ -43,6 +47,12 @@ export async function render(ctx) {
   }
   if (!roundId && !section) return contestPage(ctx, contest);
   if (!roundId && section === "thong-ke") return dashboard(ctx, contest, null);
+  if (!roundId && CONTEST_ORGANISER_SECTIONS.has(section) && !isOrganiser()) {
+    replace(ctx.main, adminNav(null, contest), coordinatorNote());
+    return null;
+  }
+  if (!roundId && section === "giai-tap-the") return collectiveRules(ctx, contest);
+  if (!roundId && section === "nhac-nho") return nudges(ctx, contest);
   const round = (contest.rounds || []).find((r) => r.id === roundId);
   if (!round) return notFound(ctx, contest);
   if (!section) return roundPage(ctx, contest, round);
@@ -50,6 +60,10 @@ export async function render(ctx) {
   if (section === "giai") return winners(ctx, contest, round);
   return notFound(ctx, contest);
 }
+
+// Pages that change something (or show answers): organisers only.
+const ORGANISER_SECTIONS = new Set(["don-vi", "thong-bao", "luot-thi"]);
+const CONTEST_ORGANISER_SECTIONS = new Set(["giai-tap-the", "nhac-nho"]);
 
 /** Coordinators see the reports of their subtree; everything that changes a contest is the organisers'. */
 export const isOrganiser = () => (session() || {}).role === "organiser";
@@ -178,7 +192,11 @@ async function contestPage(ctx, contest) {
 }
 
 function contestSections(contest, bank, newRound, edit) {
+  const base = `/quan-tri/c/${encodeURIComponent(contest.slug)}`;
   return [
+    h("section", { "aria-labelledby": "units-h" }, h("h2", { id: "units-h" }, t("admin.units_section")),
+      h("ul", {}, h("li", {}, h("a", { href: `${base}/giai-tap-the` }, t("collective.title"))),
+        h("li", {}, h("a", { href: `${base}/nhac-nho` }, t("nudge.title"))))),
     h("section", { "aria-labelledby": "import-h" }, h("h2", { id: "import-h" }, t("admin.questions")), bank,
       uploadForm({
         url: `/api/admin/contests/${contest.id}/questions/import`,

@@ -1,15 +1,39 @@
 // Shared pieces of the organisers' pages.
-import { api } from "../api.js";
+import { api, session } from "../api.js";
 import { h, notice, replace } from "../dom.js";
+import { showFieldErrors } from "../forms.js";
 import { TIME_ZONE, fmtNumber, problemText, t } from "../i18n.js";
 
 /** The organisers' section links; `current` is the path of the page shown. */
 export function adminNav(current, contest) {
   const links = [["/quan-tri", t("admin.contests")], ["/quan-tri/don-vi", t("admin.units")],
     ["/quan-tri/thong-bao", t("admin.notifications")]];
+  if ((session() || {}).role === "organiser") links.push(["/quan-tri/luot-thi", t("replay.nav")]);
   if (contest) links.splice(1, 0, [`/quan-tri/c/${encodeURIComponent(contest.slug)}`, contest.title]);
   return h("nav", { class: "admin-nav", "aria-label": t("admin.nav") }, links.map(([href, text]) =>
     h("a", { href, "aria-current": href === current ? "page" : null }, text)));
+}
+
+/** A setting the API answers 404 not_found for until one is set: null then. */
+export async function settingOrNull(url) {
+  try {
+    return await api(url);
+  } catch (error) {
+    if (error.status === 404 && error.code === "not_found") return null;
+    throw error;
+  }
+}
+
+/** A refused form: each field error next to its field, the rest in `message`. */
+export function showProblem(error, fields, message) {
+  const leftover = showFieldErrors(error, fields);
+  replace(message, notice("bad", problemText(error), leftover.length ? h("ul", {}, leftover.map((m) => h("li", {}, m))) : null));
+}
+
+/** A contest page that could not load what it shows. */
+export function contestPageError(ctx, contest, title, error) {
+  replace(ctx.main, adminNav(null, contest), h("h1", {}, title), notice("bad", problemText(error)));
+  return null;
 }
 
 export async function contestBySlug(slug) {

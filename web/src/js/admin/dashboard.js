@@ -32,6 +32,13 @@ export function byRate(units) {
     || String(a.name).localeCompare(String(b.name), "vi"));
 }
 
+/** The bar's length through the CSSOM: the gateway's CSP refuses style="" attributes. */
+function barFill(percent) {
+  const fill = h("span", { class: "fill" });
+  fill.style.width = `${percent.toFixed(1)}%`;
+  return fill;
+}
+
 function bars(units) {
   return h("ul", { class: "bars", "aria-label": t("dash.bars_label") }, units.map((u) => {
     const rate = rateOf(u);
@@ -39,7 +46,7 @@ function bars(units) {
     return h("li", { class: rate !== null && rate >= 1 ? "full" : null },
       h("span", {}, u.name, u.code ? h("span", { class: "meta" }, ` (${u.code})`) : null,
         u.is_leaf === false ? h("span", { class: "meta" }, ` — ${t("dash.subtree")}`) : null),
-      h("span", { class: "track", "aria-hidden": "true" }, h("span", { class: "fill", style: `width:${width.toFixed(1)}%;display:block` })),
+      h("span", { class: "track", "aria-hidden": "true" }, barFill(width)),
       h("span", { class: "num" }, `${fmtNumber(u.participants)}/${fmtNumber(u.headcount)} · ${rate === null ? "—" : fmtPercent(rate)}`));
   }));
 }

@@ -14,7 +14,7 @@ function rowsEditor({ legend, columns, rows, addLabel, name }) {
     });
     const row = h("div", { class: "row", dataset: { row: name } },
       inputs.map(({ c, id, input }) => h("div", {}, h("label", { for: id }, c.label), input)),
-      h("div", { style: "flex:0 0 auto;align-self:end" }, h("button", {
+      h("div", { class: "end" }, h("button", {
         type: "button", class: "btn secondary small", "aria-label": t("form.remove_row"),
         onclick: () => row.remove(),
       }, t("form.remove"))));
@@ -49,10 +49,10 @@ function tieBreakEditor(initial) {
   for (const criterion of order) {
     const id = nextId(`tb-${criterion}`);
     const label = t(`tiebreak.${criterion}`);
-    const li = h("li", { class: "row", dataset: { criterion }, style: "align-items:center" },
-      h("label", { class: "check", for: id, style: "flex:1 1 14rem" },
+    const li = h("li", { class: "row middle", dataset: { criterion } },
+      h("label", { class: "check wide", for: id },
         h("input", { type: "checkbox", id, checked: chosen.includes(criterion) }), label),
-      h("span", { style: "flex:0 0 auto" },
+      h("span", { class: "fixed" },
         h("button", {
           type: "button", class: "btn secondary small up", "aria-label": t("tiebreak.up", { name: label }),
           onclick: () => { if (li.previousElementSibling) list.insertBefore(li, li.previousElementSibling); render(); li.querySelector(".up").focus(); },

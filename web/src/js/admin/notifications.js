@@ -74,7 +74,7 @@ export async function notifications(ctx) {
     },
     h("div", {}, h("label", { for: statusId }, t("notif.status")), status),
     h("div", {}, h("label", { for: recipientId }, t("notif.recipient")), recipient),
-    h("div", { style: "flex:0 0 auto;align-self:end" }, h("button", { type: "submit", class: "btn secondary" }, t("notif.filter")))),
+    h("div", { class: "end" }, h("button", { type: "submit", class: "btn secondary" }, t("notif.filter")))),
     h("div", { class: "actions" }, replayButton), message, body);
   status.addEventListener("change", load);
   await load();
