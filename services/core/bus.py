@@ -11,6 +11,13 @@ Publishing waits for the broker's confirm and marks messages persistent. Consume
 batches to handlers and ack only after the handler returned, i.e. after its work is
 committed; a failure re-publishes the event to the next retry queue (confirmed) and only
 then acks, so an event is never dropped between the two.
+
+A failure that is a dependency's outage (services.core.outages: PostgreSQL, Redis, a
+provider unreachable) does not count against the message: the consumer keeps the batch,
+waits until every dependency it was given answers again (0.5 s doubling to 10 s between
+checks) and runs the same batch again, in place. Only a failure on servers that answer
+climbs the retry queues; an outage-looking error while every check passes is tried in
+place a few times (a pooled connection the restarted server dropped), then counts.
 """
 
 from __future__ import annotations
@@ -24,9 +31,18 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from prometheus_client import Counter
 
 from services.core.events import SUBSCRIPTIONS, Event, MalformedEvent
 from services.core.logs import correlation_id
+from services.core.outages import (
+    FIRST_WAIT_S,
+    Dependency,
+    dependency_of,
+    is_dependency_outage,
+    sleep_unless_stopped,
+    wait_for_dependencies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +50,26 @@ EXCHANGE = "hoithi.events"
 RETRY_HEADER = "x-hoithi-retries"
 ERROR_HEADER = "x-hoithi-last-error"
 
+# An outage-looking error while every dependency answers is tried in place this many
+# times (0.5, 1, 2 s apart) before it counts against the message like any failure.
+IN_PLACE_TRIES_ON_HEALTHY_SERVERS = 3
+
+OUTAGE_WAITS = Counter(
+    "hoithi_bus_outage_waits_total",
+    "Batches a consumer held because a dependency was down (one per dependency and wait)",
+    ["service", "dependency"],
+)
+OUTAGE_RETRIES = Counter(
+    "hoithi_bus_outage_retries_total",
+    "Batches run again in place after an outage-looking failure, instead of a retry queue",
+    ["service"],
+)
+
 Handler = Callable[[list[Event]], Awaitable[None]]
+
+
+class _Stopping(Exception):
+    """The consumer is stopping while a batch waits for a dependency: hand it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +95,13 @@ class Topology:
 
 
 class Bus:
-    def __init__(self, amqp_url: str, topology: Topology, *, prefetch: int = 256) -> None:
+    def __init__(
+        self,
+        amqp_url: str,
+        topology: Topology,
+        *,
+        prefetch: int = 256,
+    ) -> None:
         self._url = amqp_url
         self.topology = topology
         self._prefetch = prefetch
@@ -68,6 +109,9 @@ class Bus:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._consumer_tag: str | None = None
+        self._dependencies: tuple[Dependency, ...] = ()
+        self._tries_on_healthy_servers = IN_PLACE_TRIES_ON_HEALTHY_SERVERS
+        self._stop = asyncio.Event()
 
     async def connect(self, *, give_up_after_s: float | None = None) -> None:
         """Connect, waiting for the broker if it is not up yet (a worker started before
@@ -159,13 +203,20 @@ class Bus:
         batch_size: int = 1,
         batch_wait_s: float = 0.02,
         stop: asyncio.Event | None = None,
+        dependencies: Sequence[Dependency] = (),
+        tries_on_healthy_servers: int = IN_PLACE_TRIES_ON_HEALTHY_SERVERS,
     ) -> None:
         """Run until `stop` is set: take batches of up to `batch_size` messages (waiting at
-        most `batch_wait_s` to fill one), give each handler the events of its type, ack."""
+        most `batch_wait_s` to fill one), give each handler the events of its type, ack.
+        `dependencies`: the servers the handlers need, waited for during an outage;
+        `tries_on_healthy_servers`: in-place tries of an outage-looking error while they
+        all answer."""
         queue = await self.declare_consumer_queues(sorted(handlers))
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._consumer_tag = await queue.consume(inbox.put)
         stop = stop or asyncio.Event()
+        self._stop, self._dependencies = stop, tuple(dependencies)
+        self._tries_on_healthy_servers = tries_on_healthy_servers
         try:
             while not stop.is_set():
                 batch = await _take_batch(inbox, batch_size, batch_wait_s, stop)
@@ -211,22 +262,75 @@ class Bus:
         handler: Handler,
         items: list[tuple[AbstractIncomingMessage, Event]],
         handled: list[AbstractIncomingMessage],
+        *,
+        tries_on_healthy_servers: int | None = None,
     ) -> None:
         """Handled messages go to `handled` (acked together by `_dispatch`)."""
+        if tries_on_healthy_servers is None:
+            tries_on_healthy_servers = self._tries_on_healthy_servers
         try:
-            await _handle(handler, [event for _, event in items])
+            await self._handle_through_outages(handler, items, tries_on_healthy_servers)
+        except _Stopping:
+            for message, _ in items:
+                await message.nack(requeue=True)
+            return
         except Exception:
             if len(items) > 1:
                 # One bad event must not hold back the rest of its batch: try them alone.
                 log.warning("batch failed; retrying its events one by one", exc_info=True, extra={"size": len(items)})
                 for item in items:
-                    await self._run_handler(handler, [item], handled)
+                    # Alone, an outage-looking error on answering servers counts at once:
+                    # the batch had its tries in place already.
+                    await self._run_handler(handler, [item], handled, tries_on_healthy_servers=0)
                 return
             message, event = items[0]
             log.exception("event handler failed", extra={"event_id": str(event.id), "event_type": event.type})
             await self._retry_later(message, _describe(sys.exc_info()[1]))
             return
         handled.extend(message for message, _ in items)
+
+    async def _handle_through_outages(
+        self, handler: Handler, items: list[tuple[AbstractIncomingMessage, Event]], tries_on_healthy_servers: int
+    ) -> None:
+        """Run the handler; while it fails because a dependency is away, wait for the
+        dependencies and run it again on the same events. The messages stay unacked
+        meanwhile, so nothing is redelivered in a loop and no retry is spent."""
+        events = [event for _, event in items]
+        service = self.topology.service
+        tried_on_healthy_servers = 0
+        while True:
+            try:
+                await _handle(handler, events)
+                return
+            except Exception as exc:
+                if not is_dependency_outage(exc):
+                    raise
+                log.warning(
+                    "handler failed on a dependency outage; holding its batch",
+                    extra={"size": len(events), "error": _describe(exc)},
+                )
+                waited = await wait_for_dependencies(
+                    self._awaited(exc),
+                    stop=self._stop,
+                    on_down=lambda name: OUTAGE_WAITS.labels(service, name).inc(),
+                )
+                if self._stop.is_set():
+                    raise _Stopping from exc
+                if not waited:
+                    tried_on_healthy_servers += 1
+                    if tried_on_healthy_servers > tries_on_healthy_servers:
+                        raise
+                    if await sleep_unless_stopped(FIRST_WAIT_S * 2 ** (tried_on_healthy_servers - 1), self._stop):
+                        raise _Stopping from exc
+                else:
+                    tried_on_healthy_servers = 0
+                OUTAGE_RETRIES.labels(service).inc()
+
+    def _awaited(self, exc: BaseException) -> tuple[Dependency, ...]:
+        """The dependency the error names, if it is one of ours; else all of them (an SMTP
+        relay that is down must not hold one-time codes sent by SMS)."""
+        named = dependency_of(exc)
+        return tuple(d for d in self._dependencies if d.name == named) or self._dependencies
 
     async def _retry_later(self, message: AbstractIncomingMessage, error: str) -> None:
         retries = _retries_of(message)

@@ -3,10 +3,14 @@
 import asyncio
 from collections.abc import Callable
 
-from services.core import outbox
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from services.core import outages, outbox
 from services.core.bus import RETRY_HEADER
 from services.core.events import Event
 from services.core.relay import OutboxRelay
+from services.core.testing import free_port
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
@@ -206,3 +210,136 @@ async def test_a_batch_is_acked_at_once_around_messages_parked_inside_it(bus_fac
         bodies.append(message.body)
         await message.ack()
     assert sorted(bodies) == [b"not json 4", b"not json 9"]
+
+
+# --- outages: a dependency away does not spend retries ---------------------------------
+
+def _outage_waits(service: str, dependency: str) -> float:
+    return REGISTRY.get_sample_value(
+        "hoithi_bus_outage_waits_total", {"service": service, "dependency": dependency}
+    ) or 0.0
+
+
+async def _queue_is_empty(bus, name: str) -> bool:
+    queue = await bus.channel.declare_queue(name, passive=True)
+    message = await queue.get(fail=False, timeout=5)
+    if message is not None:
+        await message.nack(requeue=True)
+    return message is None
+
+
+async def test_an_outage_holds_the_batch_in_place_and_spends_no_retry(bus_factory, private_redis) -> None:
+    # Long retry delays: an event that went to a retry queue would still be sitting there.
+    bus = await bus_factory("core_h", retry_delays_s=(60, 120))
+    store = Redis.from_url(private_redis.url, socket_connect_timeout=1)
+    calls = {"n": 0}
+
+    async def handler(events: list[Event]) -> None:
+        calls["n"] += 1
+        async with store.pipeline(transaction=True) as pipe:
+            for event in events:
+                pipe.incr(f"done:{event.data['i']}")
+            await pipe.execute()
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    await asyncio.to_thread(private_redis.kill)
+    waits_before = _outage_waits("core_h", "redis")
+    for i in range(5):
+        await bus.publish(Event("thing.happened", {"i": i}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume(
+        {"thing.happened": handler}, batch_size=10, batch_wait_s=0.3, stop=stop,
+        dependencies=[outages.redis(store)],
+    ))
+    try:
+        await _until(lambda: _outage_waits("core_h", "redis") > waits_before)
+        await asyncio.sleep(2)  # several checks while Redis stays down: one try, no redelivery loop
+        calls_while_down = calls["n"]
+        assert await _queue_is_empty(bus, bus.topology.retry_queue(60))
+        private_redis.start()
+        await asyncio.to_thread(private_redis.wait_ready, 30)
+        done: list[int] = []
+
+        async def count_done() -> None:
+            done[:] = [int(await store.get(f"done:{i}") or 0) for i in range(5)]
+
+        for _ in range(200):
+            await count_done()
+            if all(done):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await store.aclose()
+    assert done == [1, 1, 1, 1, 1]
+    assert calls_while_down <= 2  # the first try (and a batch still filling), not one per check
+    assert _outage_waits("core_h", "redis") == waits_before + 1
+    for name in (bus.topology.queue, bus.topology.retry_queue(60), bus.topology.retry_queue(120),
+                 bus.topology.dead_queue):
+        assert await _queue_is_empty(bus, name), name
+
+
+async def test_a_stop_during_an_outage_hands_the_batch_back_untouched(bus_factory, private_redis) -> None:
+    bus = await bus_factory("core_i", retry_delays_s=(60,))
+    store = Redis.from_url(private_redis.url, socket_connect_timeout=1)
+
+    async def handler(events: list[Event]) -> None:
+        await store.set("seen", 1)
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    await asyncio.to_thread(private_redis.kill)
+    waits_before = _outage_waits("core_i", "redis")
+    await bus.publish(Event("thing.happened", {"i": 1}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, stop=stop,
+                                           dependencies=[outages.redis(store)]))
+    await _until(lambda: _outage_waits("core_i", "redis") > waits_before)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await store.aclose()
+    queue = await bus.channel.declare_queue(bus.topology.queue, passive=True)
+    message = await queue.get(fail=False, timeout=5)
+    assert message is not None and Event.from_json(message.body).data == {"i": 1}
+    assert RETRY_HEADER not in (message.headers or {})
+    await message.ack()
+    assert await _queue_is_empty(bus, bus.topology.retry_queue(60))
+
+
+async def test_a_failure_on_answering_servers_still_climbs_and_is_dead_lettered(bus_factory, private_redis) -> None:
+    # Redis answers, yet the handler fails: with its own error, and with an error that
+    # looks like an outage (a server of its own that is not there). Both are the event's
+    # failures: they climb the retry queues and end in the dead queue.
+    bus = await bus_factory("core_j", retry_delays_s=(1,))
+    store = Redis.from_url(private_redis.url, socket_connect_timeout=1)
+    closed = free_port()
+
+    async def handler(events: list[Event]) -> None:
+        for event in events:
+            if event.data["kind"] == "bad":
+                raise ValueError("broken for good")
+            await asyncio.open_connection("127.0.0.1", closed)
+
+    await bus.declare_consumer_queues(["thing.happened"])
+    for kind in ("bad", "unreachable"):
+        await bus.publish(Event("thing.happened", {"kind": kind}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, stop=stop,
+                                           dependencies=[outages.redis(store)], tries_on_healthy_servers=1))
+    dead = await bus.channel.declare_queue(bus.topology.dead_queue, passive=True)
+    buried: dict[str, tuple[int, str]] = {}
+    try:
+        for _ in range(400):
+            if message := await dead.get(fail=False):
+                buried[Event.from_json(message.body).data["kind"]] = (
+                    message.headers[RETRY_HEADER], message.headers["x-hoithi-last-error"])
+                await message.ack()
+            if len(buried) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await store.aclose()
+    assert buried["bad"] == (1, "ValueError: broken for good")
+    assert buried["unreachable"][0] == 1 and buried["unreachable"][1].startswith("ConnectionRefusedError")
