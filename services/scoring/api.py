@@ -12,8 +12,9 @@ own unit (other units are left out, not refused).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
@@ -26,8 +27,10 @@ from services.core.http import Db, Organiser, Participant, Staff, current_princi
 from services.core.problems import Problem
 from services.scoring import domain, nudges, reports, store
 from services.scoring.leaderboards import Leaderboards
+from services.scoring.projection import BoardsRebuilding, Projection
 
 router = APIRouter()
+T = TypeVar("T")
 
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "not_ranked": (
@@ -45,6 +48,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Danh sách đoạt giải của vòng thi này đã được công bố.",
         "The winners of this round have already been announced.",
     ),
+    "board_rebuilding": (
+        "Service Unavailable",
+        "Bảng xếp hạng đang được dựng lại từ dữ liệu gốc, vui lòng thử lại sau giây lát.",
+        "The leaderboard is being rebuilt from the stored results; please try again in a moment.",
+    ),
     "coordinator_without_unit": (
         "Forbidden",
         "Tài khoản điều phối viên chưa được gắn với đơn vị nào nên không xem được báo cáo.",
@@ -58,6 +66,22 @@ async def _boards(request: Request) -> Leaderboards:
 
 
 Boards = Annotated[Leaderboards, Depends(_boards)]
+
+
+async def _projection(request: Request) -> Projection:
+    return request.app.state.projection  # type: ignore[no-any-return]
+
+
+BoardProjection = Annotated[Projection, Depends(_projection)]
+
+
+async def _complete(projection: Projection, round_id: UUID, read: Callable[[bool], Awaitable[T]]) -> T:
+    """A board read that never answers from boards Redis lost: they are rebuilt first
+    (services.scoring.projection), or the caller is asked to come back."""
+    try:
+        return await projection.read(round_id, read)
+    except BoardsRebuilding:
+        raise Problem(503, "board_rebuilding", headers={"Retry-After": "2"}) from None
 
 
 class AttemptResultOut(BaseModel):
@@ -118,7 +142,9 @@ class AnnouncedOut(BaseModel):
 
 
 @router.get("/api/attempts/{attempt_id}/result")
-async def attempt_result(attempt_id: UUID, who: Participant, db: Db, boards: Boards) -> AttemptResultOut:
+async def attempt_result(
+    attempt_id: UUID, who: Participant, db: Db, boards: Boards, projection: BoardProjection
+) -> AttemptResultOut:
     result = await store.result_of_attempt(db, attempt_id)
     if result is None:
         return AttemptResultOut(status="pending")
@@ -131,7 +157,9 @@ async def attempt_result(attempt_id: UUID, who: Participant, db: Db, boards: Boa
         duration_ms=result.duration_ms,
         # The live rank of the participant's best attempt; null for the moment between
         # the result's commit and its board update, and for an entry that does not count.
-        rank=await boards.rank_of(result.round_id, who.id),
+        rank=await _complete(
+            projection, result.round_id, lambda complete: boards.rank_of(result.round_id, who.id, complete=complete)
+        ),
         counts=result.counts,
     )
 
@@ -140,6 +168,7 @@ async def attempt_result(attempt_id: UUID, who: Participant, db: Db, boards: Boa
 async def leaderboard(
     round_id: UUID,
     boards: Boards,
+    projection: BoardProjection,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     unit_id: UUID | None = None,
@@ -156,7 +185,13 @@ async def leaderboard(
         )
     if live and (await current_principal(request)).role != "organiser":
         raise Problem(403, "forbidden")
-    board = await boards.top(round_id, limit, unit_id=unit_id, group=group, now=datetime.now(UTC), live=live)
+    board = await _complete(
+        projection,
+        round_id,
+        lambda complete: boards.top(
+            round_id, limit, unit_id=unit_id, group=group, now=datetime.now(UTC), live=live, complete=complete
+        ),
+    )
     # Thousands of people refresh the same board at the deadline; a second or two of
     # staleness lets the gateway or browser answer most of them. Never the organiser's
     # live view: a shared cache would hand it to everyone.
@@ -175,11 +210,19 @@ async def leaderboard(
 
 
 @router.get("/api/rounds/{round_id}/leaderboard/me")
-async def my_standing(round_id: UUID, who: Participant, boards: Boards) -> StandingOut:
+async def my_standing(
+    round_id: UUID, who: Participant, boards: Boards, projection: BoardProjection
+) -> StandingOut:
     """Live, frozen or not (participants always see their own result). The unit is the
     token's (quiz stamps it on the attempt); the group is the one quiz resolved the
     token's group to (see Leaderboards.standing)."""
-    standing = await boards.standing(round_id, who.id, unit_id=who.unit_id, group=who.group)
+    standing = await _complete(
+        projection,
+        round_id,
+        lambda complete: boards.standing(
+            round_id, who.id, unit_id=who.unit_id, group=who.group, complete=complete
+        ),
+    )
     if standing is None:
         raise Problem(404, "not_ranked")
     return StandingOut(

@@ -12,6 +12,7 @@ from services.core import http
 from services.core.db import create_pool
 from services.scoring import api
 from services.scoring.leaderboards import Leaderboards
+from services.scoring.projection import Projection
 from services.scoring.settings import ScoringSettings
 
 
@@ -25,6 +26,9 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
         )
         app.state.redis = Redis.from_url(settings.redis_url)
         app.state.boards = Leaderboards(app.state.redis)
+        app.state.projection = Projection(
+            app.state.db, app.state.boards, read_wait_s=settings.scoring_rebuild_wait_s
+        )
         try:
             yield
         finally:

@@ -7,15 +7,26 @@ Keys:
 - `scoring:lb:{round_id}:frozen[:unit:..|:group:..]`  the same boards as they stood at the freeze
 - `scoring:boards:{round_id}`  set of the round's live board keys (what a freeze copies)
 - `scoring:round:{round_id}`   hash: freeze_at (epoch ms, 0 = never), groups (JSON list of the round's
-                                group codes), final ("1"), copied ("1" once frozen)
+                                group codes), final ("1"), copied ("1" once frozen), built_on (below)
 - `scoring:names`       hash participant id → display name
 - `scoring:units_of`    hash participant id → unit id
 - `scoring:unit_names`  hash unit id → unit name
+- `scoring:projection`  hash: built_on (below), once the three name hashes were rebuilt
+
+The markers (`built_on`, the run id of the Redis server the boards were built on) say a
+projection is complete. A round's is written by a rebuild in the same atomic step as its
+boards, and no other write creates it: when Redis loses its data (a flush, a restart
+without persistence) the marker goes with the boards, and a board read or write that
+finds it missing knows the boards are partial (services.scoring.projection rebuilds
+them). A restart from persisted data, or a failover to a replica, keeps the markers but
+may have lost the last writes: the server's run id then differs from `built_on`, which
+the worker's watch notices.
 
 Scores only ever rise (ZADD GT), so writing the same result twice, or an older result
 after a newer one, changes nothing: that makes every write idempotent and order-free.
 Only entries that count are placed. `rebuild_leaderboards` recomputes everything from
-PostgreSQL.
+PostgreSQL; `rebuild_rounds` some rounds (docs/decisions.md "Lost boards rebuild
+themselves" says why a write during a rebuild is never lost).
 
 The freeze (a round's `freeze_s`): from freeze_at until the round is final the public
 board is read from the frozen keys. They are the live boards copied once (ZUNIONSTORE,
@@ -48,7 +59,18 @@ log = logging.getLogger(__name__)
 NAMES = "scoring:names"
 UNITS_OF = "scoring:units_of"
 UNIT_NAMES = "scoring:unit_names"
+NAMES_MARKER = "scoring:projection"
+BUILT_ON = "built_on"
 _CHUNK = 5000
+
+
+class BoardsLost(Exception):
+    """The round's boards are not a complete projection (their marker is gone): Redis
+    lost its data since they were built, and a rebuild is needed before they are read."""
+
+    def __init__(self, round_id: UUID) -> None:
+        super().__init__(f"the boards of round {round_id} are not built")
+        self.round_id = round_id
 
 # Copy every live board of a round to its frozen key, once (never for a final round:
 # nobody reads frozen boards then). KEYS: the round's meta hash
@@ -74,8 +96,10 @@ _FREEZE = _FREEZE_FUNCTION + "return freeze(KEYS[1], KEYS[2], ARGV[1], ARGV[2])"
 # the copy if it is the first read since), the ranks, then the names and unit names of
 # exactly those participants (a pipeline cannot do this: each step needs the last's answer).
 # KEYS: live board, frozen board, names, units_of, unit_names, round meta, board index.
-# ARGV: limit, now (epoch ms), "1" for the live board whatever the freeze, live prefix, frozen prefix.
+# ARGV: limit, now (epoch ms), "1" for the live board whatever the freeze, live prefix, frozen prefix,
+# "1" to refuse boards without their marker. The 5th value returned is 1 when it refused.
 _TOP = _FREEZE_FUNCTION + """
+if ARGV[6] == '1' and redis.call('HEXISTS', KEYS[6], 'built_on') == 0 then return {{}, {}, {}, false, 1} end
 local key = KEYS[1]
 local frozen_at = false
 if ARGV[3] ~= '1' then
@@ -88,7 +112,7 @@ if ARGV[3] ~= '1' then
   end
 end
 local rows = redis.call('ZREVRANGE', key, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
-if #rows == 0 then return {{}, {}, {}, frozen_at} end
+if #rows == 0 then return {{}, {}, {}, frozen_at, 0} end
 local ids = {}
 for i = 1, #rows, 2 do ids[#ids + 1] = rows[i] end
 local names = redis.call('HMGET', KEYS[3], unpack(ids))
@@ -96,15 +120,17 @@ local units = redis.call('HMGET', KEYS[4], unpack(ids))
 local unit_ids = {}
 for i = 1, #units do unit_ids[i] = units[i] or '-' end
 local unit_names = redis.call('HMGET', KEYS[5], unpack(unit_ids))
-return {rows, names, unit_names, frozen_at}
+return {rows, names, unit_names, frozen_at, 0}
 """
 
 # A participant's live standing in one round trip: overall, in a unit's board, and in
 # their group's. The group of their attempt is quiz's resolution of the token's text
 # (a code, or the contest's default group), so the token's group is tried first and then
 # each of the round's group codes. KEYS: overall board, round meta. ARGV: participant,
-# unit board key (or ""), group board key prefix, token group (or "").
+# unit board key (or ""), group board key prefix, token group (or ""), "1" to refuse boards
+# without their marker (answered with -1).
 _STANDING = """
+if ARGV[5] == '1' and redis.call('HEXISTS', KEYS[2], 'built_on') == 0 then return -1 end
 local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
 if not rank then return false end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -135,6 +161,26 @@ for _, live in ipairs(boards) do
   redis.call('DEL', ARGV[2] .. string.sub(live, #ARGV[1] + 1))
 end
 return #boards
+"""
+
+
+# A rebuilt round's boards, index and meta replace the old ones in one atomic step, and
+# only if every staged board is still there (a flush between staging and swapping must
+# not leave a marker over missing boards). KEYS: meta, index, n staged boards, their n
+# final names, stale boards to delete. ARGV: n, meta as a flat JSON list, live keys (JSON).
+_SWAP = """
+local n = tonumber(ARGV[1])
+for i = 3, 2 + n do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return redis.error_reply('staged board gone: ' .. KEYS[i]) end
+end
+for i = 3 + 2 * n, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 3, 2 + n do redis.call('RENAME', KEYS[i], KEYS[i + n]) end
+redis.call('DEL', KEYS[2])
+local live = cjson.decode(ARGV[3])
+for i = 1, #live, 1000 do redis.call('SADD', KEYS[2], unpack(live, i, math.min(i + 999, #live))) end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[2])))
+return n
 """
 
 
@@ -277,6 +323,26 @@ class Leaderboards:
         self._freeze = redis.register_script(_FREEZE)
         self._unfreeze = redis.register_script(_UNFREEZE)
         self._standing = redis.register_script(_STANDING)
+        self._swap = redis.register_script(_SWAP)
+
+    async def server_id(self) -> str:
+        """The Redis server's run id: a new one after every restart, and on a failover."""
+        info = await self.redis.info("server")
+        return str(info["run_id"])
+
+    async def built_on(self, round_ids: Sequence[UUID]) -> dict[UUID, str | None]:
+        """Each round's marker: the server its boards were built on, None if missing."""
+        pipe = self.redis.pipeline(transaction=False)
+        for round_id in round_ids:
+            pipe.hget(round_meta_key(round_id), BUILT_ON)
+        found = await pipe.execute()
+        return {rid: _text(value) for rid, value in zip(round_ids, found, strict=True)}
+
+    async def names_built_on(self) -> str | None:
+        return _text(await self.redis.hget(NAMES_MARKER, BUILT_ON))  # type: ignore[misc]
+
+    async def mark_names_built(self, server: str) -> None:
+        await self.redis.hset(NAMES_MARKER, BUILT_ON, server)  # type: ignore[misc]
 
     async def record(
         self,
@@ -346,10 +412,12 @@ class Leaderboards:
         group: str | None = None,
         now: datetime,
         live: bool = False,
+        complete: bool = True,
     ) -> Board:
         """The first `limit` rows of a board: the frozen one from freeze_at until the
-        round is final, unless `live` (organisers)."""
-        rows, names, unit_names, frozen_at = await self._top(
+        round is final, unless `live` (organisers). BoardsLost when the round's marker is
+        missing, unless `complete` is False (a round PostgreSQL does not know either)."""
+        rows, names, unit_names, frozen_at, lost = await self._top(
             keys=[
                 board_key(round_id, unit_id=unit_id, group=group),
                 frozen_key(round_id, unit_id=unit_id, group=group),
@@ -359,8 +427,13 @@ class Leaderboards:
                 round_meta_key(round_id),
                 board_index_key(round_id),
             ],
-            args=[limit, _epoch_ms(now), "1" if live else "0", board_key(round_id), _frozen_prefix(round_id)],
+            args=[
+                limit, _epoch_ms(now), "1" if live else "0", board_key(round_id), _frozen_prefix(round_id),
+                "1" if complete else "0",
+            ],
         )
+        if lost:
+            raise BoardsLost(round_id)
         board: list[BoardRow] = []
         for i in range(0, len(rows), 2):
             correct, duration = domain.decode_live_score(float(rows[i + 1]))
@@ -378,15 +451,26 @@ class Leaderboards:
         frozen = None if frozen_at is None else datetime.fromtimestamp(int(frozen_at) / 1000, UTC)
         return Board(board, frozen)
 
-    async def rank_of(self, round_id: UUID, participant_id: UUID) -> int | None:
-        rank: int | None = await self.redis.zrevrank(board_key(round_id), str(participant_id))  # type: ignore[assignment]
-        return None if rank is None else rank + 1
+    async def rank_of(self, round_id: UUID, participant_id: UUID, *, complete: bool = True) -> int | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hexists(round_meta_key(round_id), BUILT_ON)
+        pipe.zrevrank(board_key(round_id), str(participant_id))
+        built, rank = await pipe.execute()
+        if complete and not built:
+            raise BoardsLost(round_id)
+        return None if rank is None else int(rank) + 1
 
     async def standing(
-        self, round_id: UUID, participant_id: UUID, *, unit_id: UUID | None = None, group: str | None = None
+        self,
+        round_id: UUID,
+        participant_id: UUID,
+        *,
+        unit_id: UUID | None = None,
+        group: str | None = None,
+        complete: bool = True,
     ) -> Standing | None:
         """A participant's live rank overall, in a unit's board (their unit and its
-        subtree) and in their group's; one round trip."""
+        subtree) and in their group's; one round trip. BoardsLost as for `top`."""
         found = await self._standing(
             keys=[board_key(round_id), round_meta_key(round_id)],
             args=[
@@ -394,8 +478,11 @@ class Leaderboards:
                 board_key(round_id, unit_id=unit_id) if unit_id is not None else "",
                 board_key(round_id, group=""),
                 group or "",
+                "1" if complete else "0",
             ],
         )
+        if found == -1:
+            raise BoardsLost(round_id)
         if not found:
             return None
         rank, score, unit_rank, group_rank = found
@@ -413,6 +500,7 @@ class Leaderboards:
         round_id: UUID,
         placements: Sequence[Placement],
         *,
+        built_on: str,
         frozen: Sequence[Placement] | None = None,
         freeze_at: datetime | None = None,
         groups: Sequence[str] = (),
@@ -420,9 +508,10 @@ class Leaderboards:
         copied: bool = False,
     ) -> int:
         """Swap every board of the round (live, and frozen when `frozen` is given) for
-        these placements at once, with the round's meta: readers see the old boards
-        until the new ones are complete; boards of units or groups nobody is in any more
-        disappear. The number of board keys written."""
+        these placements at once, with the round's meta and its marker (`built_on`, the
+        server's run id): readers see the old boards until the new ones are complete;
+        boards of units or groups nobody is in any more disappear. The number of board
+        keys written."""
         boards: dict[str, dict[str, int]] = defaultdict(dict)
         for p in placements:
             for key in p.keys():
@@ -442,27 +531,28 @@ class Leaderboards:
             _text(k) or ""
             async for k in self.redis.scan_iter(match=f"{board_key(round_id)}*", count=1000)
         }
-        swap = self.redis.pipeline(transaction=True)
-        stale = old - boards.keys()
-        if stale:
-            swap.delete(*stale)
-        for key in boards:
-            swap.rename(staging + key, key)
-        swap.delete(board_index_key(round_id))
-        if live_keys:
-            swap.sadd(board_index_key(round_id), *live_keys)
         # Flags are present only when set, as the worker writes them.
-        swap.delete(round_meta_key(round_id))
-        swap.hset(
-            round_meta_key(round_id),
-            mapping={
-                "freeze_at": str(_epoch_ms(freeze_at)),
-                "groups": orjson.dumps(list(groups)).decode(),
-                **({"final": "1"} if final else {}),
-                **({"copied": "1"} if copied else {}),
-            },
-        )
-        await swap.execute()
+        meta = {
+            "freeze_at": str(_epoch_ms(freeze_at)),
+            "groups": orjson.dumps(list(groups)).decode(),
+            **({"final": "1"} if final else {}),
+            **({"copied": "1"} if copied else {}),
+            BUILT_ON: built_on,
+        }
+        names = list(boards)
+        try:
+            await self._swap(
+                keys=[
+                    round_meta_key(round_id), board_index_key(round_id),
+                    *(staging + k for k in names), *names, *sorted(old - boards.keys()),
+                ],
+                args=[len(names), orjson.dumps([x for pair in meta.items() for x in pair]).decode(),
+                      orjson.dumps(live_keys).decode()],
+            )
+        except Exception:
+            if names:  # the swap refused (a flush took some of them): leave nothing behind
+                await self.redis.delete(*(staging + k for k in names))
+            raise
         return len(boards)
 
 
@@ -482,6 +572,15 @@ async def rebuild_leaderboards(
     pool: asyncpg.Pool, boards: Leaderboards, round_id: UUID | None = None, *, now: datetime | None = None
 ) -> RebuildReport:
     """Recompute the boards (all rounds, or one) and the name hashes from PostgreSQL."""
+    await rebuild_names(pool, boards)
+    round_ids = [round_id] if round_id is not None else await store.all_round_ids(pool)
+    return await rebuild_rounds(pool, boards, round_ids, now=now)
+
+
+async def rebuild_names(pool: asyncpg.Pool, boards: Leaderboards) -> int:
+    """Recompute the name hashes (participants' names and units, unit names) from
+    PostgreSQL and mark them built; the number of participants."""
+    server = await boards.server_id()
     people = await store.participants(pool)
     await boards.replace_unit_names(await store.unit_names(pool))
     for start in range(0, len(people), _CHUNK):
@@ -491,17 +590,27 @@ async def rebuild_leaderboards(
             names={p.participant_id: p.full_name for p in chunk},
             units_of={p.participant_id: p.unit_id for p in chunk if p.unit_id is not None},
         )
-    round_ids = [round_id] if round_id is not None else await store.all_round_ids(pool)
-    return await rebuild_rounds(pool, boards, round_ids, now=now)
+    await boards.mark_names_built(server)
+    return len(people)
 
 
 async def rebuild_rounds(
     pool: asyncpg.Pool, boards: Leaderboards, round_ids: Sequence[UUID], *, now: datetime | None = None
 ) -> RebuildReport:
     """Recompute these rounds' boards (live, frozen where the freeze is near or on, and
-    their meta) from PostgreSQL, with the unit tree as it is now."""
+    their meta) from PostgreSQL, with the unit tree as it is now, each marked built.
+
+    A result committed while this runs is never lost: one committed before a round's
+    read below is in the snapshot; one committed after is written by its batch after its
+    commit, so either that write comes after the swap and stays, or it came before the
+    swap and was replaced, but then it committed before the swap too and the catch-up
+    below, which reads PostgreSQL after every swap, writes it again (ZADD GT: a result
+    written twice changes nothing)."""
     started = datetime.now(UTC)
     now = now or started
+    # Taken before PostgreSQL is read: if the server changes meanwhile, the marker is
+    # stale at once and the watch rebuilds again.
+    server = await boards.server_id()
     parent_of = await store.unit_parents(pool)
     known: dict[UUID, store.BoardRound] = {}
     entries = keys = 0
@@ -520,6 +629,7 @@ async def rebuild_rounds(
         keys += await boards.replace_round(
             rid,
             live,
+            built_on=server,
             frozen=frozen,
             freeze_at=info.freeze_at,
             groups=info.groups,

@@ -17,3 +17,9 @@ class ScoringSettings(CoreSettings):
     # A scheduled nudge still goes out this long after its time (the worker was down),
     # never later.
     scoring_nudge_lateness_s: int = Field(default=3600, ge=60, le=86400)
+    # How often the worker looks for boards Redis lost (a flush, a restart, a failover)
+    # and rebuilds them from PostgreSQL: one INFO and one small query per look.
+    scoring_projection_check_s: float = Field(default=1.0, gt=0, le=60)
+    # How long a board read waits for a rebuild another process is doing before it
+    # answers 503 board_rebuilding (never a partial board).
+    scoring_rebuild_wait_s: float = Field(default=10.0, ge=0, le=60)

@@ -167,6 +167,14 @@ async def all_round_ids(conn: Conn) -> list[UUID]:
     return [r["round_id"] for r in await conn.fetch("SELECT round_id FROM rounds ORDER BY opens_at, round_id")]
 
 
+async def round_ids_open_first(conn: Conn) -> list[UUID]:
+    """Every round, those not final first (the boards people are watching), newest first."""
+    rows = await conn.fetch(
+        "SELECT round_id FROM rounds ORDER BY finalised_at IS NOT NULL, opens_at DESC, round_id"
+    )
+    return [r["round_id"] for r in rows]
+
+
 # --- participants and units ------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,12 @@ raises, and the bus brings its events back later.
 
 Beside the consumer a clock loop runs every `scoring_clock_interval_s`: it sends the
 scheduled participation nudges whose time has come (each slot once, across restarts and
-replicas) and rebuilds the boards units.changed asked for.
+replicas) and rebuilds the boards units.changed asked for. A faster watch, every
+`scoring_projection_check_s`, rebuilds the boards Redis lost (services.scoring.projection);
+a batch about to be written to a round whose boards are lost rebuilds them first.
+
+An outage of PostgreSQL or Redis does not spend an event's retries: the bus holds the
+batch until both answer again (services.core.bus), and the handlers are idempotent.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,6 +31,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.asyncio import Redis
 
+from services.core import outages
 from services.core.bus import Bus, Handler, Topology
 from services.core.db import create_pool
 from services.core.events import (
@@ -41,6 +47,7 @@ from services.core.logs import configure_logging
 from services.core.process import stop_on_signals
 from services.scoring import domain, nudges, store
 from services.scoring.leaderboards import Leaderboards, board_writes, rebuild_rounds
+from services.scoring.projection import Projection
 from services.scoring.settings import ScoringSettings
 
 log = logging.getLogger("services.scoring.worker")
@@ -219,6 +226,7 @@ class ScoringConsumer:
         self.boards = boards
         self.clock = clock
         self.nudge_lateness = nudge_lateness
+        self.projection = Projection(pool, boards, clock=clock)
         # Answer keys never change once a round is open; keep them for the process's life.
         self._keys: dict[UUID, store.AnswerKey] = {}
 
@@ -240,6 +248,9 @@ class ScoringConsumer:
                                      opened.answer_key)
             self._keys[opened.round_id] = key
             await self.boards.set_round(opened.round_id, key.freeze_at, [g.code for g in payload.groups])
+            # A new round's (empty) boards get their marker here, so that reading them
+            # never looks like a loss.
+            await self.projection.ensure_built([opened.round_id])
 
     async def on_participants_registered(self, events: list[Event]) -> None:
         people = [ParticipantRegistered.model_validate(e.data) for e in events]
@@ -320,6 +331,9 @@ class ScoringConsumer:
         by_round: dict[UUID, list[domain.Result]] = defaultdict(list)
         for rid, r in scored:
             by_round[rid].append(r)
+        # Boards Redis lost are rebuilt before this batch lands on them (the rebuild
+        # reads PostgreSQL after our commit, so this batch is in it).
+        await self.projection.ensure_built(list(by_round))
         writes = {
             rid: board_writes(rid, keys[rid].opens_at, keys[rid].freeze_at, results, parent_of, now)
             for rid, results in by_round.items()
@@ -395,15 +409,27 @@ class ScoringConsumer:
         await self.rebuild_pending()
 
     async def keep_time(self, stop: asyncio.Event, interval_s: float) -> None:
-        while not stop.is_set():
-            try:
-                await self.tick()
-            except Exception:  # the next pass tries again; a slot is only taken with its nudge
-                log.exception("clock pass failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
+        await _every(interval_s, self.tick, stop, "clock pass failed")
+
+    async def keep_watch(self, stop: asyncio.Event, interval_s: float) -> None:
+        """Rebuild what Redis lost, by itself: one look every `interval_s`."""
+        await _every(interval_s, self.projection.heal, stop, "projection watch failed")
+
+
+async def _every(interval_s: float, work: Callable[[], Awaitable[object]], stop: asyncio.Event, failed: str) -> None:
+    away = False  # a server is away: said once, not on every pass of the outage
+    while not stop.is_set():
+        try:
+            await work()
+            away = False
+        except Exception as exc:  # the next pass tries again (a nudge slot is only taken with its nudge)
+            if not outages.is_dependency_outage(exc):
+                log.exception(failed)
+            elif not away:
+                away = True
+                log.warning(failed, extra={"error": repr(exc)})
+        if await outages.sleep_unless_stopped(interval_s, stop):
+            return
 
 
 # --- composition root ------------------------------------------------------------------
@@ -425,16 +451,19 @@ async def main() -> None:
         pool, Leaderboards(redis), nudge_lateness=timedelta(seconds=settings.scoring_nudge_lateness_s)
     )
     clock = asyncio.create_task(consumer.keep_time(stop, settings.scoring_clock_interval_s))
+    watch = asyncio.create_task(consumer.keep_watch(stop, settings.scoring_projection_check_s))
     try:
         await bus.consume(
             consumer.handlers(),
             batch_size=settings.scoring_batch_size,
             batch_wait_s=settings.scoring_batch_wait_s,
             stop=stop,
+            dependencies=[outages.postgres(pool), outages.redis(redis)],
         )
     finally:
         stop.set()
         await clock
+        await watch
         await bus.close()
         await redis.aclose()
         await pool.close()

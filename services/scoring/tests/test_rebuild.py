@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 from redis.asyncio import Redis
 
-from services.scoring.leaderboards import Leaderboards, board_key, rebuild_leaderboards
+from services.scoring.leaderboards import NAMES_MARKER, Leaderboards, board_key, rebuild_leaderboards
 from services.scoring.tests import builders as ev
 from services.scoring.worker import ScoringConsumer
 
@@ -52,13 +52,15 @@ async def test_rebuild_restores_every_board_exactly(
     await _two_rounds(consumer)
     before = await _snapshot(redis)
     # Per round: boards of the round, city, ward, group "dan", the board index and the
-    # round's meta; three name hashes.
+    # round's meta (with its marker); three name hashes.
     assert len(before) == 2 * 6 + 3
     await redis.flushdb()
 
     report = await rebuild_leaderboards(pool, boards)
 
-    assert await _snapshot(redis) == before
+    # The same, and the name hashes' marker.
+    marker = {NAMES_MARKER.encode(): {b"built_on": (await boards.server_id()).encode()}}
+    assert await _snapshot(redis) == {**before, **marker}
     assert (report.rounds, report.entries, report.boards) == (2, 10, 8)
 
 
@@ -97,7 +99,8 @@ async def test_the_cli_command(
     assert b"rebuilt 4 board(s) of 1 round(s), 5 entrant(s)" in err
     after = await _snapshot(redis)
     assert not any(str(week1).encode() in key for key in after)
-    assert {k: v for k, v in before.items() if str(week1).encode() not in k} == after
+    marker = {NAMES_MARKER.encode(): {b"built_on": (await redis.info("server"))["run_id"].encode()}}
+    assert {**{k: v for k, v in before.items() if str(week1).encode() not in k}, **marker} == after
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.scoring", "migrate", env={**os.environ, **test_env},
