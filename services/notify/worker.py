@@ -17,6 +17,14 @@ was not sent yet. It raises (the bus retries the event later through the retry q
 when a winner has no contact yet (participant.registered may come after this event) or a
 send failed transiently and attempts are left.
 
+A provider that cannot be reached (the connection refused, no route, a connect timeout:
+services.core.outages.could_not_connect) is an outage, not a failed attempt: the delivery
+keeps its attempts (the reason is recorded), and the handler raises ProviderUnreachable, on which
+the bus holds the event and waits for that provider (`smtp` or `sms`) to answer again
+instead of spending the event's retries. PostgreSQL being away is waited out the same way.
+A timeout or hang-up after the request went out still counts as an attempt: the provider
+may have taken the message, and the attempts limit is what bounds the copies.
+
 Beside the consumer runs a sweeper: every `sweep_interval_s` it sends queued deliveries
 nobody has touched for a while (`sweep_min_age_s`, doubling with each failed attempt,
 never before a provider's Retry-After): those an organiser replayed, those whose event
@@ -46,6 +54,7 @@ import asyncpg
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from services.core import outages
 from services.core.bus import Bus, Handler, Topology
 from services.core.db import create_pool
 from services.core.events import (
@@ -70,6 +79,16 @@ log = logging.getLogger("services.notify.worker")
 
 class DeliveriesPending(Exception):
     """Raised so that the bus retries the event later; nothing already sent is lost."""
+
+
+class ProviderUnreachable(Exception):
+    """A channel's provider could not be reached: an outage of `dependency` (the name the
+    worker gives the bus for it), raised from the error that showed it."""
+
+    def __init__(self, dependency: str, error: domain.SendError) -> None:
+        super().__init__(f"{dependency} unreachable: {error.describe()}")
+        self.dependency = dependency
+        self.error = error
 
 
 # --- event payloads (docs/events.md), validated at the edge; new fields optional -----------
@@ -216,6 +235,8 @@ class EmailChannel:
             rendered = self.catalog.render(delivery.template, delivery.context, delivery.language)
             await self.mailer.send(self.mailer.build(delivery.id, address, rendered))
         except Exception as exc:
+            if outages.could_not_connect(exc):
+                raise ProviderUnreachable("smtp", send_error_of(exc)) from exc
             return send_error_of(exc)
         return None
 
@@ -249,13 +270,16 @@ class SmsChannel:
             to = domain.format_phone(national, self.number_format)
             await self.provider.send(SmsMessage(delivery.id, to, fitted.text, fitted.encoding, fitted.segments))
         except Exception as exc:
+            if outages.could_not_connect(exc):
+                raise ProviderUnreachable("sms", sms_send_error_of(exc)) from exc
             # A template that cannot render classifies as permanent here too (by its type name).
             return sms_send_error_of(exc)
         return None
 
 
 class DeliveryChannel(Protocol):
-    """Sends one delivery and says what went wrong, if anything (never raises)."""
+    """Sends one delivery and says what went wrong, if anything; raises only
+    ProviderUnreachable."""
 
     async def send(self, delivery: store.DeliveryToSend) -> domain.SendError | None: ...
 
@@ -283,18 +307,26 @@ class DeliverySender:
     async def send_if_queued(
         self, delivery_id: uuid.UUID, channel: str | None = None
     ) -> domain.AttemptOutcome | None:
-        """Send it if it is still queued, due, and nobody else is sending it; None otherwise."""
+        """Send it if it is still queued, due, and nobody else is sending it; None otherwise.
+        ProviderUnreachable (after recording why, without spending an attempt) when the
+        provider could not be reached."""
         if channel is not None:
             # Before the row lock: a worker waiting for its turn holds no database connection.
             await self.limiter.wait_for_token(channel)
+        unreachable: ProviderUnreachable | None = None
         async with self.pool.acquire() as conn, conn.transaction():
             delivery = await store.lock_if_queued(conn, delivery_id)
             if delivery is None:
                 return None
             if channel is None and self.limiter.limited(delivery.channel):
                 await self.limiter.wait_for_token(delivery.channel)
-            error = await self._attempt(delivery)
-            outcome = domain.outcome_of_attempt(delivery.attempts, error, self.max_attempts)
+            try:
+                error = await self._attempt(delivery)
+                outcome = domain.outcome_of_attempt(delivery.attempts, error, self.max_attempts)
+            except ProviderUnreachable as exc:
+                # An outage is not the delivery's failure: a few of them must not make it dead.
+                unreachable, error = exc, exc.error
+                outcome = domain.AttemptOutcome("queued", delivery.attempts, error.describe())
             await store.record_attempt(conn, delivery.id, outcome, domain.SECRET_CONTEXT_KEYS)
         fields = {
             "delivery_id": str(delivery.id), "channel": delivery.channel, "template": delivery.template,
@@ -304,6 +336,8 @@ class DeliverySender:
             log.info("delivery sent", extra=fields)
         else:
             log.warning("delivery attempt failed", extra={**fields, "error": error.describe()})
+        if unreachable is not None:
+            raise unreachable
         return outcome
 
     async def _attempt(self, delivery: store.DeliveryToSend) -> domain.SendError | None:
@@ -324,8 +358,16 @@ class DeliverySender:
             async with gate:
                 return await self.send_if_queued(q.id, q.channel)
 
-        results = await asyncio.gather(*(one(q) for q in queued))
-        return [r for r in results if r is not None]
+        # Every send finishes (and records its outcome) before an error goes up: an
+        # unreachable SMTP relay must not leave the SMS of the same event unsent.
+        results = await asyncio.gather(*(one(q) for q in queued), return_exceptions=True)
+        outcomes: list[domain.AttemptOutcome] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            if result is not None:
+                outcomes.append(result)
+        return outcomes
 
     async def send_queued_of_event(self, event_id: uuid.UUID) -> list[domain.AttemptOutcome]:
         return await self.send_all(await store.due_deliveries_of_events(self.pool, [event_id]))
@@ -498,6 +540,16 @@ def build_sender(
     )
 
 
+def provider_dependencies(settings: NotifySettings, pool: asyncpg.Pool) -> list[outages.Dependency]:
+    """What the bus waits for during an outage: PostgreSQL, the SMTP relay and, when it is
+    a real one, the SMS provider (named as ProviderUnreachable names them). Redis is not
+    one: the rate limiter works without it."""
+    needed = [outages.postgres(pool), outages.tcp("smtp", settings.smtp_host, settings.smtp_port)]
+    if settings.sms_provider == "http" and settings.sms_http_url:
+        needed.append(outages.http("sms", settings.sms_http_url))
+    return needed
+
+
 async def main() -> None:
     settings = NotifySettings()
     configure_logging("notify-worker", settings.log_level)
@@ -521,7 +573,12 @@ async def main() -> None:
             extra={"smtp": f"{settings.smtp_host}:{settings.smtp_port}", "sms_provider": settings.sms_provider},
         )
         await asyncio.gather(
-            bus.consume(handlers(pool, sender, site_url=settings.public_base_url), batch_size=50, stop=stop),
+            bus.consume(
+                handlers(pool, sender, site_url=settings.public_base_url),
+                batch_size=50,
+                stop=stop,
+                dependencies=provider_dependencies(settings, pool),
+            ),
             sender.sweep_forever(
                 stop,
                 interval_s=settings.sweep_interval_s,

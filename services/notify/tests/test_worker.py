@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
+from services.core import outages
 from services.core.bus import Bus
 from services.core.events import PARTICIPANT_REGISTERED, STAFF_CHANGED, WINNERS_ANNOUNCED, Event
 from services.notify import domain, store
@@ -30,6 +32,7 @@ from services.notify.tests.support import (
 from services.notify.worker import (
     DeliveriesPending,
     DeliverySender,
+    ProviderUnreachable,
     handlers,
     on_contacts_changed,
     participant_contact,
@@ -135,17 +138,19 @@ async def test_the_same_event_handled_three_times_sends_one_email_and_one_sms_pe
     assert [r["attempts"] for r in (await deliveries(pool, "sms")).values()] == [1, 1, 1]
 
 
-async def test_smtp_down_keeps_deliveries_queued_then_sends_once_when_it_is_back(
+async def test_smtp_down_keeps_deliveries_queued_without_spending_attempts_then_sends_once(
     pool: asyncpg.Pool, smtp_down: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
     sender = make_sender(smtp_down)
     await register(pool, *podium.registrations)
 
-    with pytest.raises(DeliveriesPending, match="2 email"):
+    with pytest.raises(ProviderUnreachable, match="smtp unreachable") as raised:
         await handle(pool, sender, podium.announced)
+    assert outages.is_dependency_outage(raised.value)  # what makes the bus wait instead of retrying
     for row in (await deliveries(pool)).values():
-        assert (row["status"], row["attempts"], row["sent_at"]) == ("queued", 1, None)
+        # An outage is not the delivery's failure: no attempt spent, the reason kept.
+        assert (row["status"], row["attempts"], row["sent_at"]) == ("queued", 0, None)
         assert row["last_error"].startswith("SMTPConnectError")
 
     await smtp_down.start()
@@ -154,25 +159,27 @@ async def test_smtp_down_keeps_deliveries_queued_then_sends_once_when_it_is_back
 
     assert sorted(r.recipient for r in smtp_down.inbox.received) == ["an@example.vn", "binh@example.vn"]
     for row in (await deliveries(pool)).values():
-        assert (row["status"], row["attempts"]) == ("sent", 2)
+        assert (row["status"], row["attempts"]) == ("sent", 1)
         assert row["last_error"].startswith("SMTPConnectError")  # why it took two tries stays visible
 
 
 async def test_transient_failures_up_to_the_limit_make_a_delivery_dead(
-    pool: asyncpg.Pool, smtp_down: SmtpServer, make_sender: SenderFactory
+    pool: asyncpg.Pool, smtp: SmtpServer, make_sender: SenderFactory
 ) -> None:
     podium = Podium()
-    sender = make_sender(smtp_down, max_send_attempts=2)
+    sender = make_sender(smtp, max_send_attempts=2)
     await register(pool, *podium.registrations)
+    for address in ("an@example.vn", "binh@example.vn"):
+        smtp.inbox.refuse[address] = "451 4.3.0 Mailbox temporarily unavailable"
 
     with pytest.raises(DeliveriesPending):
         await handle(pool, sender, podium.announced)
     await handle(pool, sender, podium.announced)  # attempts used up: nothing left to retry, no raise
 
     assert {(r["status"], r["attempts"]) for r in (await deliveries(pool)).values()} == {("dead", 2)}
-    await smtp_down.start()
+    smtp.inbox.refuse.clear()
     await handle(pool, sender, podium.announced)
-    assert smtp_down.inbox.received == []  # dead stays dead until an organiser replays it
+    assert smtp.inbox.received == []  # dead stays dead until an organiser replays it
 
 
 async def test_a_refused_recipient_fails_with_the_reason_and_the_others_are_sent(
@@ -345,6 +352,47 @@ async def test_winners_email_end_to_end_through_the_bus(
     # Each registration also brought its sign-up confirmation, once.
     confirmations = [r.recipient for r in smtp.inbox.received if r.message["Subject"].startswith("Xác nhận")]
     assert sorted(confirmations) == ["an@example.vn", "binh@example.vn"]
+
+
+async def test_an_smtp_outage_holds_the_event_without_spending_its_retries(
+    pool: asyncpg.Pool,
+    smtp_down: SmtpServer,
+    make_sender: SenderFactory,
+    bus_factory: Callable[..., Awaitable[Bus]],
+) -> None:
+    # A long retry delay: an event that went to the retry queue would still be there.
+    bus = await bus_factory("notify", retry_delays_s=(60,))
+    routes = handlers(pool, make_sender(smtp_down))
+    await bus.declare_consumer_queues(sorted(routes))
+    podium = Podium()
+    await register(pool, *podium.registrations)
+    waits_before = REGISTRY.get_sample_value(
+        "hoithi_bus_outage_waits_total", {"service": "notify", "dependency": "smtp"}) or 0.0
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(bus.consume(
+        routes, batch_size=10, stop=stop,
+        dependencies=[outages.postgres(pool), outages.tcp("smtp", "127.0.0.1", smtp_down.port)],
+    ))
+    try:
+        await bus.publish(podium.announced)
+        for _ in range(200):
+            waits = REGISTRY.get_sample_value(
+                "hoithi_bus_outage_waits_total", {"service": "notify", "dependency": "smtp"}) or 0.0
+            if waits > waits_before:
+                break
+            await asyncio.sleep(0.05)
+        assert waits == waits_before + 1
+        await smtp_down.start()
+        await wait_until(lambda: count_sent(pool), 5, timeout_s=20)  # 2 emails (and the 3 SMS sent meanwhile)
+    finally:
+        stop.set()
+        await asyncio.wait_for(consumer, 10)
+
+    assert sorted(r.recipient for r in smtp_down.inbox.received) == ["an@example.vn", "binh@example.vn"]
+    assert {r["attempts"] for r in (await deliveries(pool)).values()} == {1}
+    for name in (bus.topology.queue, bus.topology.retry_queue(60), bus.topology.dead_queue):
+        queue = await bus.channel.declare_queue(name, passive=True)
+        assert await queue.get(fail=False, timeout=5) is None, name
 
 
 # --- helpers ----------------------------------------------------------------------------------
