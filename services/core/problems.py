@@ -41,6 +41,19 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     ),
     "internal": ("Internal Server Error", "Đã có lỗi ngoài ý muốn. Vui lòng thử lại.", "An unexpected error occurred."),
     "payload_too_large": ("Payload Too Large", "Tệp quá lớn (tối đa 10 MB).", "The file is too large (10 MB at most)."),
+    # Uploaded tables (services/core/uploads.py); quiz and registration published
+    # different codes for the same refusal, and clients rely on each.
+    "unsupported_file": (
+        "Unsupported Media Type",
+        "Chỉ nhận tệp CSV (UTF-8) hoặc Excel (.xlsx).",
+        "Only CSV (UTF-8) or Excel (.xlsx) files are accepted.",
+    ),
+    "unsupported_file_type": (
+        "Unsupported Media Type",
+        "Chỉ nhận tệp CSV (UTF-8) hoặc Excel (.xlsx).",
+        "Only CSV (UTF-8) or Excel (.xlsx) files are accepted.",
+    ),
+    "unreadable_file": ("Unprocessable Content", "Không đọc được tệp tải lên.", "The uploaded file could not be read."),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from services.core.db import create_database_if_missing, create_pool, migrate_service
 from services.core.logs import configure_logging
+from services.core.tables import read_table
 from services.quiz import domain, store
 from services.quiz.domain import Prediction, Prize
 from services.quiz.settings import QuizSettings
@@ -42,7 +43,7 @@ async def seed_demo(settings: QuizSettings) -> str:
         # One import is all or nothing, so a bank that has questions is the whole file.
         imported = 0
         if await store.question_count(pool, contest.id) == 0:
-            imported = await store.import_questions(pool, contest.id, domain.read_table(SEED_QUESTIONS.read_bytes()))
+            imported = await store.import_questions(pool, contest.id, read_table(SEED_QUESTIONS.read_bytes()).records())
         if not (await store.rounds_of(pool, [contest.id]))[contest.id]:
             now = datetime.now(UTC).replace(microsecond=0)
             try:

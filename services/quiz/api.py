@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import uuid
@@ -16,12 +15,11 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from redis.exceptions import RedisError
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from services.core.auth import Principal
 from services.core.http import ArrivedAt, Db, Organiser, Participant, RedisClient, json_response
 from services.core.problems import Problem
+from services.core.uploads import read_uploaded_table
 from services.quiz import domain, store
 from services.quiz.domain import Attempt, Contest, ContestSettings, Group, Prediction, Prize, Question, Quotas, Round
 from services.quiz.settings import QuizSettings
@@ -47,11 +45,6 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Unprocessable Content",
         "Tệp câu hỏi có lỗi; chưa câu hỏi nào được nhập.",
         "The question file has errors; nothing was imported.",
-    ),
-    "unsupported_file": (
-        "Unsupported Media Type",
-        "Chỉ nhận tệp CSV (UTF-8) hoặc Excel (.xlsx).",
-        "Only CSV (UTF-8) or Excel (.xlsx) files are accepted.",
     ),
     "group_required": (
         "Conflict",
@@ -1180,41 +1173,19 @@ _MULTIPART_FILE: dict[str, Any] = {
 async def import_questions(
     contest_id: UUID, who: Organiser, db: Db, settings: Settings, request: Request
 ) -> ImportedOut:
-    # The form is parsed here rather than as a parameter, so that a caller without the
-    # organiser role is refused before a byte of the upload is read.
-    content = await _uploaded_file(request, settings.import_max_bytes)
+    # The upload is read here rather than as a parameter, so that a caller without the
+    # organiser role is refused before a byte of it is read.
+    table = await read_uploaded_table(
+        request, max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows,
+        unsupported_code="unsupported_file",
+    )
     try:
-        table = await asyncio.to_thread(domain.read_table, content)  # an XLSX may take a while to parse
-    except domain.UnsupportedFile:
-        raise Problem(415, "unsupported_file") from None
-    try:
-        imported = await store.import_questions(db, contest_id, table)
+        imported = await store.import_questions(db, contest_id, table.records())
     except store.ContestNotFound:
         raise Problem(404, "not_found") from None
     except store.QuestionRowsInvalid as exc:
         raise Problem(422, "invalid_questions", errors=[e.as_dict() for e in exc.errors]) from None
     return ImportedOut(imported=imported)
-
-
-async def _uploaded_file(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + 64 * 1024:  # room for the multipart framing
-        raise Problem(413, "payload_too_large")
-    missing = Problem(422, "validation", errors=[{"field": "file", "message": "Thiếu tệp câu hỏi (trường file)."}])
-    try:
-        form = await request.form(max_files=1, max_fields=10)
-    except MultiPartException:
-        raise missing from None
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise missing
-        content = await upload.read(max_bytes + 1)
-    finally:
-        await form.close()
-    if len(content) > max_bytes:
-        raise Problem(413, "payload_too_large")
-    return content
 
 
 class ClosedOut(BaseModel):

@@ -5,8 +5,6 @@ validation of contest settings and of what organisers upload. No I/O, no framewo
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -728,10 +726,6 @@ MAX_EXPLANATION_CHARS = 4000
 MAX_TOPIC_CHARS = 100
 
 
-class UnsupportedFile(ValueError):
-    """Neither UTF-8 CSV nor an XLSX workbook."""
-
-
 @dataclass(frozen=True, slots=True)
 class RowError:
     row: int  # as a spreadsheet numbers it: the header is row 1
@@ -752,46 +746,6 @@ class QuestionDraft:
     options: tuple[Option, ...]
     correct: tuple[str, ...]
     explanation: str
-
-
-def read_table(content: bytes) -> list[list[str]]:
-    """The cells of a CSV (UTF-8, optional BOM; comma, semicolon or tab) or of the first
-    sheet of an XLSX workbook, as text."""
-    if content.startswith(b"PK\x03\x04"):
-        return _read_xlsx(content)
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnsupportedFile("not UTF-8 text") from None
-    if "\x00" in text:
-        raise UnsupportedFile("binary content")
-    first_line = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=first_line.count) if first_line else ","
-    return [list(row) for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
-
-
-def _read_xlsx(content: bytes) -> list[list[str]]:
-    import openpyxl  # only organisers' uploads need it; keep it off the API's import path
-
-    try:
-        workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-        try:
-            sheet = workbook.worksheets[0]
-            return [[_cell_text(value) for value in row] for row in sheet.iter_rows(values_only=True)]
-        finally:
-            workbook.close()
-    except Exception as exc:  # any zip that openpyxl cannot read (a .docx, a broken file) is not a workbook
-        raise UnsupportedFile(f"not a readable XLSX workbook: {exc}") from exc
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # Excel stores 2 as 2.0
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 def normalised_text(text: str) -> str:

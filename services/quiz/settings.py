@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from services.core.settings import CoreSettings
+from services.core.tables import MAX_TABLE_ROWS
 
 
 class QuizSettings(CoreSettings):
@@ -18,3 +19,5 @@ class QuizSettings(CoreSettings):
     in_flight_margin_s: int = Field(default=120, ge=0, le=3600)
     # Upload limit of the question-bank import (the gateway also caps bodies at 10 MB).
     import_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Rows of a question-bank file; reading stops just past it.
+    import_max_rows: int = Field(default=MAX_TABLE_ROWS, ge=1, le=1_000_000)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from services.core.db import create_database_if_missing, create_pool, migrate_service
 from services.core.logs import configure_logging
+from services.core.tables import read_table
 from services.registration import domain, store
 from services.registration.passwords import Passwords
 from services.registration.settings import RegistrationSettings
@@ -48,7 +49,7 @@ async def seed_demo(settings: RegistrationSettings, units_file: Path = SEED_UNIT
     try:
         # The same path as POST /api/admin/units/import, so the tree reaches the other services.
         content = await asyncio.to_thread(units_file.read_bytes)
-        table = domain.read_table(units_file.name, "text/csv", content)
+        table = read_table(content)
         outcome = await store.import_units_with_outbox(pool, table)
         if await store.staff_password_hash(pool, settings.dev_admin_login) is None:
             passwords = Passwords.from_settings(settings)

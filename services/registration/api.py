@@ -22,11 +22,12 @@ from starlette.responses import Response, StreamingResponse
 from services.core.auth import Principal, Role, TokenSigner
 from services.core.http import ClientAddress, CurrentUser, Db, Organiser, Staff
 from services.core.problems import Problem, wants_english
+from services.core.tables import XLSX_MEDIA_TYPE
+from services.core.uploads import read_uploaded_table
 from services.registration import domain, store
 from services.registration.passwords import Passwords
 from services.registration.settings import RegistrationSettings
 from services.registration.throttle import CodePacing, LoginThrottle
-from services.registration.uploads import UploadRefused, read_table_upload
 
 router = APIRouter()
 
@@ -91,16 +92,6 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Conflict",
         "Cuộc thi này không yêu cầu mã xác minh khi đăng ký.",
         "This contest does not use sign-up codes.",
-    ),
-    "unsupported_file_type": (
-        "Unsupported Media Type",
-        "Chỉ nhận tệp CSV (UTF-8) hoặc Excel (.xlsx).",
-        "Only CSV (UTF-8) or Excel (.xlsx) files are accepted.",
-    ),
-    "unreadable_file": (
-        "Unprocessable Content",
-        "Không đọc được tệp tải lên.",
-        "The uploaded file could not be read.",
     ),
     "units_invalid": (
         "Unprocessable Content",
@@ -850,26 +841,9 @@ _UPLOAD_SCHEMA = {
 
 @router.post("/api/admin/units/import", openapi_extra=_UPLOAD_SCHEMA)
 async def import_units(request: Request, who: Organiser, db: Db, settings: Config) -> UnitsImportOut:
-    try:
-        upload = await read_table_upload(
-            content_type=request.headers.get("content-type"),
-            content_length=request.headers.get("content-length"),
-            body=request.stream(),
-            field="file",
-            max_bytes=settings.units_import_max_bytes,
-        )
-    except UploadRefused as refused:
-        if refused.status == 413:
-            raise Problem(413, "payload_too_large") from None
-        if refused.status == 415:
-            raise Problem(415, "unsupported_file_type") from None
-        raise Problem(422, "validation", errors=[_invalid("file", refused.message)]) from None
-    try:
-        table = domain.read_table(upload.filename, upload.content_type, upload.content)
-    except domain.UnsupportedTable:
-        raise Problem(415, "unsupported_file_type") from None
-    except domain.UnreadableTable as unreadable:
-        raise Problem(422, "unreadable_file", errors=[_invalid("file", str(unreadable))]) from None
+    table = await read_uploaded_table(
+        request, max_bytes=settings.units_import_max_bytes, max_rows=settings.units_import_max_rows
+    )
     try:
         outcome = await store.import_units_with_outbox(db, table)
     except domain.UnitRowsInvalid as invalid:
@@ -925,13 +899,13 @@ async def participants(
     return ParticipantsPage(total=total, items=[_participant_out(p) for p in found])
 
 
-_EXPORT_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "xlsx": domain.XLSX_MEDIA_TYPE}
+_EXPORT_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "xlsx": XLSX_MEDIA_TYPE}
 
 
 @router.get(
     "/api/admin/participants/export",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, domain.XLSX_MEDIA_TYPE: {}}}},
+    responses={200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}}},
 )
 async def export_participants(
     who: Organiser,

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from email_validator import EmailNotValidError, validate_email
 
 from services.core.phones import NotAMobileNumber, national_mobile
+from services.core.tables import Table
 
 # --- Vietnamese text --------------------------------------------------------------------
 
@@ -302,109 +303,6 @@ def invite_banner_html(*, link: str, image_url: str, unit_name: str) -> str:
         f'<span style="font-weight:normal;color:#333">Quét mã QR hoặc bấm vào đây để đăng ký dự thi cùng {name}.</span>'
         "</a>\n"
     )
-
-
-# --- organisers' uploaded tables (CSV or XLSX, same columns) ----------------------------
-
-MAX_TABLE_ROWS = 50_000
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-# text/plain and application/vnd.ms-excel: what some browsers and systems call a .csv file.
-_CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
-
-TableKind = Literal["csv", "xlsx"]
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A header and its data rows, every cell as trimmed text; data row i is file row i + 2."""
-
-    header: list[str]
-    rows: list[list[str]]
-
-
-class UnsupportedTable(ValueError):
-    """Neither CSV nor XLSX."""
-
-
-class UnreadableTable(ValueError):
-    """The upload is not a table we can read; the message is Vietnamese."""
-
-
-def table_kind(filename: str | None, media_type: str | None) -> TableKind | None:
-    """CSV or XLSX by the file's extension, else by its declared media type; None for
-    anything else (old .xls included: openpyxl cannot read it)."""
-    name = (filename or "").lower()
-    extension = name.rsplit(".", 1)[1] if "." in name else ""
-    if extension == "csv":
-        return "csv"
-    if extension == "xlsx":
-        return "xlsx"
-    if extension not in ("", "txt"):
-        return None
-    media = (media_type or "").split(";")[0].strip().lower()
-    if media == XLSX_MEDIA_TYPE:
-        return "xlsx"
-    if media in _CSV_MEDIA_TYPES:
-        return "csv"
-    return None
-
-
-def read_table(filename: str | None, media_type: str | None, content: bytes) -> Table:
-    """An uploaded CSV or XLSX file as a table. Raises UnsupportedTable or UnreadableTable."""
-    kind = table_kind(filename, media_type)
-    if kind is None:
-        raise UnsupportedTable(filename or "")
-    return read_xlsx_table(content) if kind == "xlsx" else read_csv_table(content)
-
-
-def read_csv_table(content: bytes) -> Table:
-    try:
-        text = content.decode("utf-8-sig")  # Excel writes a BOM before UTF-8 CSV
-    except UnicodeDecodeError:
-        raise UnreadableTable("Tệp CSV phải được lưu với mã hoá UTF-8.") from None
-    try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error:
-        raise UnreadableTable("Tệp CSV không đọc được.") from None
-    return _table_of(records)
-
-
-def read_xlsx_table(content: bytes) -> Table:
-    # Imported here: openpyxl is slow to import and only organisers' uploads need it.
-    from openpyxl import load_workbook
-
-    # An upload can be any bytes; whatever openpyxl trips over means "not a workbook we read".
-    try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except Exception:
-        raise UnreadableTable("Tệp Excel (.xlsx) không đọc được.") from None
-    try:
-        sheet = workbook.worksheets[0]
-        records = [[_cell_text(value) for value in row] for row in sheet.iter_rows(values_only=True)]
-    except Exception:
-        raise UnreadableTable("Tệp Excel (.xlsx) không đọc được.") from None
-    finally:
-        workbook.close()
-    return _table_of(records)
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # Excel stores 38 as 38.0
-    return str(value)
-
-
-def _table_of(records: Iterable[Sequence[str]]) -> Table:
-    lines = [[cell.strip() for cell in record] for record in records]
-    while lines and not any(lines[-1]):
-        lines.pop()
-    if not lines:
-        raise UnreadableTable("Tệp không có dữ liệu.")
-    if len(lines) - 1 > MAX_TABLE_ROWS:
-        raise UnreadableTable(f"Tệp có quá nhiều dòng (tối đa {MAX_TABLE_ROWS}).")
-    return Table(header=[cell.lower() for cell in lines[0]], rows=lines[1:])
 
 
 # --- units ------------------------------------------------------------------------------

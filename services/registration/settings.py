@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from services.core.settings import CoreSettings
+from services.core.tables import MAX_TABLE_ROWS
 
 SignUpVerification = Literal["none", "sms", "email"]
 
@@ -73,3 +74,5 @@ class RegistrationSettings(CoreSettings):
     dev_admin_password: str = "admin"
 
     units_import_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Rows of a units file; reading stops just past it (a city has a few thousand units).
+    units_import_max_rows: int = Field(default=MAX_TABLE_ROWS, ge=1, le=1_000_000)

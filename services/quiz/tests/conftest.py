@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from services.core.tables import read_table
 from services.core.testing import running_app
 from services.quiz import domain, store
 from services.quiz.app import create_app
@@ -139,7 +140,7 @@ async def make_round(pool: asyncpg.Pool, *, questions: int = 10, slug: str | Non
         prize_scope="round")
     assert contest_id is not None
     if questions:
-        await store.import_questions(pool, contest_id, domain.read_table(bank_csv(questions)))
+        await store.import_questions(pool, contest_id, read_table(bank_csv(questions)).records())
     now = datetime.now(UTC)
     values: dict[str, Any] = {
         "number": 1, "title": "Tuần 1", "opens_at": now - timedelta(hours=1), "closes_at": now + timedelta(hours=1),

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.core.tables import read_table
 from services.quiz import domain
 from services.quiz.domain import Attempt, Option, Question, Round
 
@@ -319,32 +320,15 @@ def test_duplicate_options_in_a_row_are_an_error() -> None:
     assert [(e.row, e.field) for e in errors] == [(2, "option_b")]
 
 
-def test_read_table_csv_with_bom_and_semicolons() -> None:
-    content = "\ufefftopic;question\nđô thị;Câu hỏi có dấu phẩy, đúng không?\n".encode()
-    assert domain.read_table(content) == [["topic", "question"], ["đô thị", "Câu hỏi có dấu phẩy, đúng không?"]]
-    assert domain.read_table(b"a,b\n1,2\n") == [["a", "b"], ["1", "2"]]
-
-
-def test_read_table_xlsx() -> None:
+def test_an_xlsx_bank_validates_like_a_csv_one() -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.append(HEADER)
     sheet.append(["do_thi", 2, "Câu hỏi Excel?", "a", "b", "c", "d", "B", None])
     buffer = io.BytesIO()
     workbook.save(buffer)
-    table = domain.read_table(buffer.getvalue())
-    drafts, errors = domain.validate_question_rows(table, [])
+    drafts, errors = domain.validate_question_rows(read_table(buffer.getvalue()).records(), [])
     assert errors == [] and drafts[0].difficulty == 2 and drafts[0].explanation == ""
-
-
-@pytest.mark.parametrize("content", [
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-    "tiếng Việt".encode("utf-16"),
-    b"PK\x03\x04not really a workbook",
-])
-def test_read_table_refuses_other_content(content: bytes) -> None:
-    with pytest.raises(domain.UnsupportedFile):
-        domain.read_table(content)
 
 
 # --- issue 3: changing rounds, answered-all, Vietnam's time, settings checks ----------------

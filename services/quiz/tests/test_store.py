@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from services.core.tables import read_table
 from services.quiz import domain, store
 from services.quiz.domain import ContestSettings, Group, Prediction, Prize, Quotas
 from services.quiz.tests.conftest import add_attempt, bank_csv, make_round, outbox_events
@@ -161,7 +162,7 @@ async def grouped_round(pool: asyncpg.Pool, **fields: object) -> uuid.UUID:
         pool, slug=f"c-{uuid.uuid4().hex[:8]}", title="Hội thi", rules="", tie_break=domain.DEFAULT_TIE_BREAK,
         prize_scope="contest", settings=ContestSettings(GROUPS, "nhan_dan", require_all_answered=True))
     assert contest_id is not None
-    await store.import_questions(pool, contest_id, domain.read_table(bank_csv(9)))
+    await store.import_questions(pool, contest_id, read_table(bank_csv(9)).records())
     values: dict[str, object] = {
         "number": 1, "title": "Tuần 1", "opens_at": NOW - timedelta(hours=1), "closes_at": NOW + timedelta(hours=1),
         "question_count": 3, "time_limit_s": 600, "grace_s": 30, "max_attempts": None, "prediction": None,

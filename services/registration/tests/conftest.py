@@ -13,8 +13,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from services.core.tables import read_csv_table
 from services.core.testing import running_app
-from services.registration import domain, store
+from services.registration import store
 from services.registration.app import create_app
 from services.registration.passwords import Passwords
 
@@ -90,5 +91,5 @@ async def client(
 @pytest.fixture
 async def demo_units(pool: asyncpg.Pool) -> dict[str, store.Unit]:
     """The seed's unit tree, by code."""
-    await store.import_units_with_outbox(pool, domain.read_csv_table(SEED_UNITS.read_bytes()))
+    await store.import_units_with_outbox(pool, read_csv_table(SEED_UNITS.read_bytes()))
     return {unit.code: unit for unit in await store.all_units(pool)}

@@ -14,6 +14,7 @@ from openpyxl import Workbook
 
 from services.core import events
 from services.core.auth import TokenVerifier
+from services.core.tables import XLSX_MEDIA_TYPE
 from services.core.testing import running_app
 from services.registration import domain, store
 from services.registration.app import create_app
@@ -302,7 +303,7 @@ async def test_import_xlsx(client: httpx.AsyncClient, pool: asyncpg.Pool) -> Non
     content = io.BytesIO()
     workbook.save(content)
     response = await upload(
-        client, await token_for(client, "btc", PASSWORD), content.getvalue(), "Danh sách.xlsx", domain.XLSX_MEDIA_TYPE
+        client, await token_for(client, "btc", PASSWORD), content.getvalue(), "Danh sách.xlsx", XLSX_MEDIA_TYPE
     )
     assert response.json() == {"imported": 2, "created": 2, "updated": 0, "unchanged": 0}
     assert [u.name for u in await store.all_units(pool)] == ["Sở Nội vụ", "Thành phố Cảng Xanh"]
@@ -343,7 +344,7 @@ async def test_import_rejects_other_file_types_and_unreadable_files(
     pdf = await upload(client, token, b"%PDF-1.4", "units.pdf", "application/pdf")
     assert pdf.status_code == 415
     assert pdf.json()["code"] == "unsupported_file_type"
-    broken = await upload(client, token, b"PK\x03\x04junk", "units.xlsx", domain.XLSX_MEDIA_TYPE)
+    broken = await upload(client, token, b"PK\x03\x04junk", "units.xlsx", XLSX_MEDIA_TYPE)
     assert broken.status_code == 422
     assert problem_fields(broken) == ["file"]
     missing = await client.post("/api/admin/units/import", headers=bearer(token))

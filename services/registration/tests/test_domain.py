@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from openpyxl import Workbook
 
 from services.core import phones
+from services.core.tables import Table, read_csv_table, read_xlsx_table
 from services.registration import domain
-from services.registration.domain import RowError, Table, UnitRow
+from services.registration.domain import RowError, UnitRow
 
 # --- Vietnamese text --------------------------------------------------------------------
 
@@ -237,60 +237,7 @@ HEADER = "code,name,parent_code,block,headcount"
 
 
 def csv_table(*lines: str) -> Table:
-    return domain.read_csv_table(("\n".join(lines) + "\n").encode())
-
-
-def test_csv_with_bom_and_crlf_is_read() -> None:
-    table = domain.read_csv_table("\ufeffcode,name\r\nA,Phường Lê Chân\r\n".encode())
-    assert table == Table(header=["code", "name"], rows=[["A", "Phường Lê Chân"]])
-
-
-def test_csv_that_is_not_utf8_is_unreadable() -> None:
-    with pytest.raises(domain.UnreadableTable, match="UTF-8"):
-        domain.read_csv_table("code,name\nA,Phường\n".encode("utf-16"))
-
-
-def test_empty_file_is_unreadable() -> None:
-    with pytest.raises(domain.UnreadableTable):
-        domain.read_csv_table(b"\n\n")
-
-
-def test_xlsx_is_read_like_csv() -> None:
-    workbook = Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    sheet.append(["code", "name", "parent_code", "block", "headcount"])
-    sheet.append(["TP", "Thành phố", None, "city", 0])
-    sheet.append(["P1", "Phường Lê Chân", "TP", "commune", 38.0])
-    content = io.BytesIO()
-    workbook.save(content)
-    table = domain.read_xlsx_table(content.getvalue())
-    assert table.header == list(domain.UNIT_COLUMNS)
-    assert table.rows == [["TP", "Thành phố", "", "city", "0"], ["P1", "Phường Lê Chân", "TP", "commune", "38"]]
-    assert domain.check_unit_rows(table).errors == []
-
-
-def test_garbage_xlsx_is_unreadable() -> None:
-    with pytest.raises(domain.UnreadableTable):
-        domain.read_xlsx_table(b"PK\x03\x04 not really a zip")
-
-
-@pytest.mark.parametrize(
-    ("filename", "media_type", "kind"),
-    [
-        ("units.csv", "text/csv", "csv"),
-        ("UNITS.CSV", "application/vnd.ms-excel", "csv"),  # Windows browsers call CSV that
-        ("units.xlsx", "application/octet-stream", "xlsx"),
-        ("units", domain.XLSX_MEDIA_TYPE, "xlsx"),
-        ("units.txt", "text/plain", "csv"),
-        ("units.xls", "application/vnd.ms-excel", None),
-        ("units.pdf", "application/pdf", None),
-        ("units", "application/octet-stream", None),
-        (None, None, None),
-    ],
-)
-def test_table_kind(filename: str | None, media_type: str | None, kind: str | None) -> None:
-    assert domain.table_kind(filename, media_type) == kind
+    return read_csv_table(("\n".join(lines) + "\n").encode())
 
 
 # --- units ------------------------------------------------------------------------------
@@ -298,7 +245,7 @@ def test_table_kind(filename: str | None, media_type: str | None, kind: str | No
 def test_the_seed_file_is_valid_and_ordered_parents_first() -> None:
     from services.registration.tests.conftest import SEED_UNITS
 
-    checked = domain.check_unit_rows(domain.read_csv_table(SEED_UNITS.read_bytes()))
+    checked = domain.check_unit_rows(read_csv_table(SEED_UNITS.read_bytes()))
     assert checked.errors == []
     assert len(checked.units) == 27
     seen: set[str] = set()
@@ -583,7 +530,7 @@ def test_csv_export_has_a_bom_a_header_and_full_data() -> None:
     assert export.rows == 2
     data = out.getvalue()
     assert data.startswith(b"\xef\xbb\xbf")
-    table = domain.read_csv_table(data)
+    table = read_csv_table(data)
     assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
     assert table.rows[0][:6] == ["00000000-0000-0000-0000-000000000001", "Nguyễn Văn An", "1990-01-02",
                                  "0912345678", "", "031203004567"]
@@ -597,7 +544,7 @@ def test_xlsx_export_reads_back_as_text() -> None:
     export = domain.ParticipantsExport("xlsx", out)
     export.add(export_rows())
     export.finish()
-    table = domain.read_xlsx_table(out.getvalue())
+    table = read_xlsx_table(out.getvalue())
     assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
     assert table.rows[0][3] == "0912345678"  # text: the leading zero stays
     assert table.rows[0][9] == "'=1+1"

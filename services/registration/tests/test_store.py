@@ -9,14 +9,15 @@ import asyncpg
 import pytest
 
 from services.core import events
+from services.core.tables import Table, read_csv_table
 from services.registration import domain, store
 from services.registration.tests.conftest import SEED_UNITS
 
 HEADER = "code,name,parent_code,block,headcount"
 
 
-def table(*lines: str) -> domain.Table:
-    return domain.read_csv_table(("\n".join([HEADER, *lines]) + "\n").encode())
+def table(*lines: str) -> Table:
+    return read_csv_table(("\n".join([HEADER, *lines]) + "\n").encode())
 
 
 def new_participant(unit_id: uuid.UUID, **overrides: object) -> store.NewParticipant:
@@ -37,7 +38,7 @@ def new_participant(unit_id: uuid.UUID, **overrides: object) -> store.NewPartici
 # --- units import -----------------------------------------------------------------------
 
 async def test_import_creates_the_tree_and_emits_one_snapshot(pool: asyncpg.Pool) -> None:
-    outcome = await store.import_units_with_outbox(pool, domain.read_csv_table(SEED_UNITS.read_bytes()))
+    outcome = await store.import_units_with_outbox(pool, read_csv_table(SEED_UNITS.read_bytes()))
     assert outcome == store.UnitsImport(imported=27, created=27, updated=0, unchanged=0)
 
     units = {u.code: u for u in await store.all_units(pool)}

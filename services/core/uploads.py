@@ -1,5 +1,5 @@
-"""Organisers' file uploads, read from the request stream with limits checked before the
-file is read: the declared Content-Length first, then the multipart part's filename and
+"""Organisers' file uploads (question banks, units), read from the request stream with
+limits checked before the file is read: the declared Content-Length first, then the multipart part's filename and
 content type as soon as its headers arrive, then its size as it streams. A 50 MB file or
 a PDF is refused after its first chunk, never spooled to disk and parsed.
 (The gateway's `client_max_body_size 10m` is the first fence; this is the second, for
@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
 
-from services.registration import domain
+from services.core.problems import Problem
+from services.core.tables import MAX_TABLE_ROWS, Table, UnreadableTable, read_table_in_thread, table_kind
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -119,7 +121,7 @@ class _PartReader:
         filename = raw_name.decode("utf-8", "replace") if raw_name is not None else None
         content_type = self._headers.get(b"content-type", b"").decode("latin-1") or None
         # Refused here, before a byte of the file is read.
-        if domain.table_kind(filename, content_type) is None:
+        if table_kind(filename, content_type) is None:
             raise UploadRefused(415)
         self._wanted, self._meta = True, (filename, content_type)
 
@@ -135,3 +137,30 @@ class _PartReader:
         if self._wanted:
             self.file = Upload(self._meta[0], self._meta[1], b"".join(self._chunks))
             self._wanted, self._chunks, self.done = False, [], True
+
+
+async def read_uploaded_table(
+    request: Request, *, max_bytes: int, max_rows: int = MAX_TABLE_ROWS, unsupported_code: str = "unsupported_file_type"
+) -> Table:
+    """The table in the request's multipart field `file`, read off the event loop, or
+    the problem that says why not: 413 too large, 415 not CSV/XLSX (`unsupported_code`:
+    quiz and registration have each published their own), 422 no file or an unreadable
+    one (naming the row where it can)."""
+    try:
+        upload = await read_table_upload(
+            content_type=request.headers.get("content-type"),
+            content_length=request.headers.get("content-length"),
+            body=request.stream(),
+            field="file",
+            max_bytes=max_bytes,
+        )
+    except UploadRefused as refused:
+        if refused.status == 413:
+            raise Problem(413, "payload_too_large") from None
+        if refused.status == 415:
+            raise Problem(415, unsupported_code) from None
+        raise Problem(422, "validation", errors=[{"field": "file", "message": refused.message}]) from None
+    try:
+        return await read_table_in_thread(upload.content, max_rows=max_rows)
+    except UnreadableTable as unreadable:
+        raise Problem(422, "unreadable_file", errors=[{"field": "file", "message": str(unreadable)}]) from None
