@@ -25,6 +25,7 @@ from services.core.auth import Principal
 from services.core.events import WINNERS_ANNOUNCED, Event
 from services.core.http import Db, Organiser, Participant, Staff, current_principal, json_response
 from services.core.problems import Problem
+from services.core.spreadsheets import XLSX_MEDIA_TYPE
 from services.scoring import domain, nudges, reports, store
 from services.scoring.leaderboards import Leaderboards
 from services.scoring.projection import BoardsRebuilding, Projection
@@ -383,7 +384,7 @@ def _wanted_format(request: Request, explicit: ReportFormat | None) -> ReportFor
     if explicit is not None:
         return explicit
     accept = request.headers.get("accept", "")
-    if reports.XLSX_MEDIA_TYPE in accept:
+    if XLSX_MEDIA_TYPE in accept:
         return "xlsx"
     if "text/csv" in accept:
         return "csv"
@@ -412,7 +413,7 @@ async def participation_report(
         })
     if wanted == "xlsx":
         body = await run_in_threadpool(reports.to_xlsx, report)
-        return Response(body, media_type=reports.XLSX_MEDIA_TYPE, headers={
+        return Response(body, media_type=XLSX_MEDIA_TYPE, headers={
             "Content-Disposition": f'attachment; filename="{reports.file_name(report, "xlsx")}"',
             "Cache-Control": "private, no-store",
         })

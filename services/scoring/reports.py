@@ -12,18 +12,12 @@ attempt in each round).
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from openpyxl import Workbook
-from openpyxl.styles import Font
-
+from services.core.spreadsheets import Sheet, csv_bytes, xlsx_bytes
 from services.scoring import domain, store
-
-XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 UNIT_COLUMNS = ("Mã đơn vị", "Tên đơn vị", "Khối", "Biên chế", "Số người dự thi", "Lượt thi", "Tỷ lệ (%)",
                 "Gồm đơn vị trực thuộc")
@@ -106,53 +100,26 @@ def file_name(report: ParticipationReport, extension: str) -> str:
 
 
 def to_csv(report: ParticipationReport) -> bytes:
-    """The per-unit table; UTF-8 with a byte order mark so that Excel shows Vietnamese."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(UNIT_COLUMNS)
-    for unit in report.units:
-        writer.writerow(["" if v is None else v for v in _unit_row(unit)])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    """The per-unit table (UTF-8 with a byte order mark, so that Excel shows Vietnamese)."""
+    return csv_bytes(UNIT_COLUMNS, (_unit_row(unit) for unit in report.units))
 
 
 def to_xlsx(report: ParticipationReport) -> bytes:
     """A sheet per section: summary, units, score bands, top units."""
-    book = Workbook()
-    bold = Font(bold=True)
-
-    summary = book.active
-    summary.title = "Tổng hợp"
-    rows: list[tuple[str, object]] = [
+    summary: list[tuple[str, object]] = [
         ("Cuộc thi", report.contest_title),
         ("Vòng thi", report.round.round_title if report.round is not None else "Tất cả các vòng đến nay"),
         ("Số người dự thi", report.participants),
         ("Lượt thi", report.attempts),
         ("Số đơn vị đạt 100%", report.units_complete),
         ("Số bài đúng tất cả", report.all_correct),
-        ("Thời điểm lập báo cáo (UTC)", report.generated_at.replace(tzinfo=None)),
+        ("Thời điểm lập báo cáo (UTC)", report.generated_at),
     ]
-    for label, value in rows:
-        summary.append([label, value])
-        summary.cell(summary.max_row, 1).font = bold
-
-    units = book.create_sheet("Đơn vị")
-    units.append(list(UNIT_COLUMNS))
-    for unit in report.units:
-        units.append(_unit_row(unit))
-
-    bands = book.create_sheet("Phổ điểm")
-    bands.append(["Số câu đúng", "Số bài"])
-    for band in report.score_bands:
-        bands.append([band.label, band.entries])
-
-    top = book.create_sheet("Đơn vị dẫn đầu")
-    top.append(["Hạng", *UNIT_COLUMNS])
-    for rank, unit in enumerate(report.top_units, start=1):
-        top.append([rank, *_unit_row(unit)])
-
-    for sheet in (units, bands, top):
-        for cell in sheet[1]:
-            cell.font = bold
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return xlsx_bytes([
+        Sheet("Tổng hợp", summary, labels_in_first_column=True),
+        Sheet("Đơn vị", [_unit_row(unit) for unit in report.units], header=UNIT_COLUMNS),
+        Sheet("Phổ điểm", [(band.label, band.entries) for band in report.score_bands],
+              header=("Số câu đúng", "Số bài")),
+        Sheet("Đơn vị dẫn đầu", [(rank, *_unit_row(unit)) for rank, unit in enumerate(report.top_units, start=1)],
+              header=("Hạng", *UNIT_COLUMNS)),
+    ])
