@@ -27,7 +27,7 @@ from services.core.uploads import read_uploaded_table
 from services.registration import domain, store
 from services.registration.passwords import Passwords
 from services.registration.settings import RegistrationSettings
-from services.registration.throttle import CodePacing, LoginThrottle
+from services.registration.throttle import CodePacing, LimitCase, LoginThrottle, SourceLimits
 
 router = APIRouter()
 
@@ -67,6 +67,49 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
         "Locked",
         "Tài khoản tạm thời bị khoá do đăng nhập sai nhiều lần. Vui lòng thử lại sau, hoặc đặt lại mật khẩu.",
         "The account is locked for a while after too many failed sign-ins. Try again later, or reset the password.",
+    ),
+    "account_protected": (
+        "Locked",
+        "Tài khoản đang được bảo vệ vì có nhiều lần đăng nhập sai từ nhiều nơi. Để đăng nhập trên thiết bị này,"
+        " hãy đặt lại mật khẩu bằng mã gửi tới số điện thoại hoặc email của bạn.",
+        "The account is protected after many failed sign-ins from many places. To sign in on this device,"
+        " reset your password with a code sent to your phone or email.",
+    ),
+    "signup_throttled": (
+        "Too Many Requests",
+        "Có quá nhiều lượt đăng ký từ cùng một địa chỉ mạng. Vui lòng chờ một lát rồi thử lại.",
+        "Too many sign-ups from this network address. Please wait a moment and try again.",
+    ),
+    "entry_password_throttled": (
+        "Too Many Requests",
+        "Đã nhập sai mật khẩu dự thi quá nhiều lần từ địa chỉ mạng này. Hãy hỏi lại Ban Tổ chức.",
+        "The contest entry password was wrong too many times from this network address. Check it with the"
+        " organisers.",
+    ),
+    "reset_throttled": (
+        "Too Many Requests",
+        "Có quá nhiều yêu cầu đặt lại mật khẩu từ địa chỉ mạng này.",
+        "Too many password-reset requests from this network address.",
+    ),
+    "reset_code_throttled": (
+        "Too Many Requests",
+        "Đã nhập sai mã xác nhận quá nhiều lần từ địa chỉ mạng này.",
+        "Too many wrong codes from this network address.",
+    ),
+    "number_search_throttled": (
+        "Too Many Requests",
+        "Bạn đã tìm theo số điện thoại hoặc số căn cước quá nhiều lần trong một giờ.",
+        "Too many searches by phone or ID number within an hour.",
+    ),
+    "refresh_cookie_needs_header": (
+        "Forbidden",
+        "Cookie phiên đăng nhập chỉ được nhận cùng tiêu đề X-Refresh-Cookie.",
+        "The session cookie is only accepted with the X-Refresh-Cookie header.",
+    ),
+    "cross_site_request": (
+        "Forbidden",
+        "Yêu cầu gửi từ một trang web khác bị từ chối.",
+        "Requests sent from another site are refused.",
     ),
     "invalid_refresh_token": (
         "Unauthorized",
@@ -125,11 +168,22 @@ async def _code_pacing(request: Request) -> CodePacing:
     return request.app.state.code_pacing  # type: ignore[no-any-return]
 
 
+async def _source_limits(request: Request) -> SourceLimits:
+    return request.app.state.source_limits  # type: ignore[no-any-return]
+
+
+async def _throttle_source(address: ClientAddress) -> str:
+    return domain.throttle_source(address)
+
+
 PasswordHashing = Annotated[Passwords, Depends(_passwords)]
 Signer = Annotated[TokenSigner, Depends(_signer)]
 Config = Annotated[RegistrationSettings, Depends(_settings)]
 Throttle = Annotated[LoginThrottle, Depends(_throttle)]
 Pacing = Annotated[CodePacing, Depends(_code_pacing)]
+Limits = Annotated[SourceLimits, Depends(_source_limits)]
+# What the throttles count by: the client's address (an IPv6 one by its /64).
+Source = Annotated[str, Depends(_throttle_source)]
 
 
 def scope_of(who: Principal) -> UUID | None:
@@ -264,12 +318,15 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
-    refresh_token: str
+    # In the body for outside clients; a browser that asked for the cookie
+    # (X-Refresh-Cookie: 1) gets it only there, out of reach of page scripts.
+    refresh_token: str | None = None
     refresh_expires_in: int
 
 
 class RefreshIn(BaseModel):
-    refresh_token: str = Field(min_length=16, max_length=200)
+    # Absent when a browser's cookie carries it (X-Refresh-Cookie: 1).
+    refresh_token: str | None = Field(default=None, min_length=16, max_length=200)
 
 
 class ResetRequestIn(BaseModel):
@@ -497,12 +554,21 @@ def _wait_problem(request: Request, status: int, code: str, seconds: int) -> Pro
     return Problem(status, code, detail=detail, headers={"Retry-After": str(seconds)}, retry_after=seconds)
 
 
+async def _within_limit(request: Request, limits: SourceLimits, case: LimitCase, source: str, code: str) -> None:
+    """Counts one more of `case` from `source`, or answers 429 `code` with the wait."""
+    if wait_s := await limits.take(case, source):
+        raise _wait_problem(request, 429, code, wait_s)
+
+
 # --- sign-up ----------------------------------------------------------------------------
 
 @router.post("/api/auth/register", status_code=201)
 async def register(
-    body: RegisterIn, request: Request, db: Db, passwords: PasswordHashing, settings: Config, address: ClientAddress
+    body: RegisterIn, request: Request, db: Db, passwords: PasswordHashing, settings: Config, address: ClientAddress,
+    source: Source, limits: Limits,
 ) -> RegisteredOut:
+    # Counted whatever the outcome: it also bounds finding out, by 409s, which phones have accounts.
+    await _within_limit(request, limits, "signup", source, "signup_throttled")
     errors: list[dict[str, str]] = []
     if await store.unit_by_id(db, body.unit_id) is None:
         errors.append(_invalid("unit_id", "Đơn vị không tồn tại."))
@@ -511,8 +577,13 @@ async def register(
     if settings.entry_password is not None and settings.entry_password.get_secret_value():
         if body.entry_password is None:
             errors.append(_invalid("entry_password", "Cuộc thi này yêu cầu mật khẩu dự thi do Ban Tổ chức cung cấp."))
-        elif not domain.entry_password_matches(body.entry_password, settings.entry_password.get_secret_value()):
-            errors.append(_invalid("entry_password", "Mật khẩu dự thi không đúng."))
+        else:
+            # Counted before the comparison, so parallel guesses cannot slip past; a right one is given back.
+            await _within_limit(request, limits, "entry_password", source, "entry_password_throttled")
+            if domain.entry_password_matches(body.entry_password, settings.entry_password.get_secret_value()):
+                await limits.refund("entry_password", source)
+            else:
+                errors.append(_invalid("entry_password", "Mật khẩu dự thi không đúng."))
     code_id: UUID | None = None
     if settings.signup_verification != "none":
         subject = _signup_subject(settings.signup_verification, body.phone, body.email)
@@ -567,9 +638,10 @@ def _signup_subject(mode: str, phone: str | None, email: str | None) -> str | No
 
 @router.post("/api/auth/register/code", status_code=202)
 async def sign_up_code(
-    body: SignUpCodeIn, db: Db, settings: Config, pacing: Pacing, request: Request, address: ClientAddress
+    body: SignUpCodeIn, db: Db, settings: Config, pacing: Pacing, request: Request, source: Source, limits: Limits
 ) -> CodeSentOut:
     """Sends the one-time code a sign-up needs when SIGNUP_VERIFICATION is sms or email."""
+    await _within_limit(request, limits, "signup", source, "signup_throttled")
     mode = settings.signup_verification
     if mode == "none":
         raise Problem(409, "signup_verification_off")
@@ -583,7 +655,7 @@ async def sign_up_code(
     if await store.account_by_login(db, domain.LoginName("phone" if channel == "sms" else "email", recipient)):
         raise Problem(409, f"{field}_taken", field=field)
     subject = f"{channel}:{recipient}"
-    if wait_s := await pacing.claim("sign_up", subject, address):
+    if wait_s := await pacing.claim("sign_up", subject, source):
         raise _wait_problem(request, 429, "code_too_soon", wait_s)
     try:
         await store.create_code_with_outbox(db, store.NewCode(
@@ -623,67 +695,132 @@ async def _issue_tokens(db: Db, signer: TokenSigner, settings: RegistrationSetti
     )
 
 
-@router.post("/api/auth/login")
+# The browser's refresh token lives in this cookie: HttpOnly (no page script reads it),
+# Secure, SameSite=Strict (no other site's page sends it), and sent only to these routes.
+# The __Secure- prefix makes browsers refuse it unless it was set Secure. Chromium treats
+# http://127.0.0.1 and http://localhost as secure, so `make run` works without TLS.
+REFRESH_COOKIE = "__Secure-hoithi-refresh"
+REFRESH_COOKIE_PATH = "/api/auth/"
+# Sent by the web app on login (asks for the cookie instead of the body) and on refresh and
+# logout (required to use the cookie): a page on another site cannot add a custom header
+# to a request without a CORS preflight, which no route here answers.
+COOKIE_MODE_HEADER = "x-refresh-cookie"
+
+
+def _cookie_mode(request: Request) -> bool:
+    return request.headers.get(COOKIE_MODE_HEADER) == "1"
+
+
+def _refresh_cookie(token: str, max_age_s: int) -> str:
+    return (
+        f"{REFRESH_COOKIE}={token}; Max-Age={max_age_s}; Path={REFRESH_COOKIE_PATH}; HttpOnly; Secure;"
+        " SameSite=Strict"
+    )
+
+
+_CLEAR_REFRESH_COOKIE = {"Set-Cookie": _refresh_cookie("", 0)}
+
+
+def _answer_tokens(tokens: TokenOut, response: Response, cookie_mode: bool) -> TokenOut:
+    response.headers["Cache-Control"] = "no-store"  # tokens never sit in a cache (RFC 6749 §5.1)
+    if not cookie_mode or tokens.refresh_token is None:
+        return tokens
+    response.headers.append("Set-Cookie", _refresh_cookie(tokens.refresh_token, tokens.refresh_expires_in))
+    return tokens.model_copy(update={"refresh_token": None})
+
+
+def _presented_refresh_token(request: Request, body: RefreshIn | None) -> str | None:
+    """The refresh token from the body (outside clients), else from the cookie when the
+    request carries the cookie-mode header; None when the cookie is missing or cannot be one."""
+    if body is not None and body.refresh_token is not None:
+        return body.refresh_token
+    cookie = request.cookies.get(REFRESH_COOKIE)
+    if not _cookie_mode(request):
+        if cookie is not None:
+            raise Problem(403, "refresh_cookie_needs_header")
+        raise Problem(422, "validation", errors=[_invalid("refresh_token", "Thiếu trường bắt buộc")])
+    # Browsers that say where a request comes from: never from another site's page.
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise Problem(403, "cross_site_request")
+    return cookie if cookie and 16 <= len(cookie) <= 200 else None
+
+
+@router.post("/api/auth/login", response_model_exclude_none=True)
 async def login(
     body: LoginIn,
     request: Request,
+    response: Response,
     db: Db,
     passwords: PasswordHashing,
     signer: Signer,
     settings: Config,
     throttle: Throttle,
-    address: ClientAddress,
+    source: Source,
 ) -> TokenOut:
     login_name = domain.classify_login(body.login)
     account = await store.account_by_login(db, login_name)
     key = _account_key(login_name, account)
-    verdict = await throttle.start_attempt(key, address)
+    verdict = await throttle.start_attempt(key, source)
     if verdict.verdict == "lock":
         raise _wait_problem(request, 423, "account_locked", verdict.retry_after_s)
+    if verdict.verdict == "protected":
+        raise _wait_problem(request, 423, "account_protected", verdict.retry_after_s)
     if not verdict.allowed:
         raise _wait_problem(request, 429, "login_throttled", verdict.retry_after_s)
     if account is None:
         await passwords.verify_decoy(body.password)
-        await throttle.failed(address)
+        await throttle.failed(source)
         raise Problem(401, "invalid_credentials")
     if not await passwords.verify(account.password_hash, body.password):
-        await throttle.failed(address)
+        await throttle.failed(source)
         raise Problem(401, "invalid_credentials")
-    await throttle.succeeded(key)
+    await throttle.succeeded(key, source)
     if passwords.needs_rehash(account.password_hash):
         await store.set_password_hash(db, account, await passwords.hash(body.password))
-    return await _issue_tokens(db, signer, settings, account)
+    return _answer_tokens(await _issue_tokens(db, signer, settings, account), response, _cookie_mode(request))
 
 
-@router.post("/api/auth/refresh")
-async def refresh(body: RefreshIn, db: Db, signer: Signer, settings: Config) -> TokenOut:
+@router.post("/api/auth/refresh", response_model_exclude_none=True)
+async def refresh(
+    request: Request, response: Response, db: Db, signer: Signer, settings: Config, body: RefreshIn | None = None
+) -> TokenOut:
     """A new access token and a new refresh token for a valid refresh token, which is
-    used up. Presenting a used one ends the whole session (it was copied)."""
+    used up. Presenting a used one ends the whole session (it was copied). A browser
+    sends no body: its token comes in the cookie, and the next one goes back there."""
+    cookie_mode = _cookie_mode(request)
+    # A cookie that failed once fails again: the browser is told to drop it.
+    failed = _CLEAR_REFRESH_COOKIE if cookie_mode else None
+    presented = _presented_refresh_token(request, body)
+    if presented is None:
+        raise Problem(401, "invalid_refresh_token", headers=failed)
     new_token = secrets.token_urlsafe(32)
     outcome, grant = await store.rotate_refresh_token(
         db,
-        old_hash=domain.refresh_token_hash(body.refresh_token),
+        old_hash=domain.refresh_token_hash(presented),
         new_hash=domain.refresh_token_hash(new_token),
         ttl_s=settings.refresh_token_ttl_s,
     )
     if outcome == "reused":
-        raise Problem(401, "refresh_token_reused")
+        raise Problem(401, "refresh_token_reused", headers=failed)
     if outcome != "rotated" or grant is None:
-        raise Problem(401, "invalid_refresh_token")
+        raise Problem(401, "invalid_refresh_token", headers=failed)
     account = await store.account_by_id(db, grant.account_id, grant.role)
     if account is None:  # the account is gone
         await store.revoke_refresh_family(db, domain.refresh_token_hash(new_token))
-        raise Problem(401, "invalid_refresh_token")
-    return await _issue_tokens(db, signer, settings, account, refresh_token=new_token)
+        raise Problem(401, "invalid_refresh_token", headers=failed)
+    tokens = await _issue_tokens(db, signer, settings, account, refresh_token=new_token)
+    return _answer_tokens(tokens, response, cookie_mode)
 
 
 @router.post("/api/auth/logout", status_code=204)
-async def logout(body: RefreshIn, db: Db) -> Response:
-    """Ends the session the refresh token belongs to. Idempotent; the access token in
-    hand stays valid until it expires (ACCESS_TOKEN_TTL_S), as other services check it
-    without asking us."""
-    await store.revoke_refresh_family(db, domain.refresh_token_hash(body.refresh_token))
-    return Response(status_code=204)
+async def logout(request: Request, db: Db, body: RefreshIn | None = None) -> Response:
+    """Ends the session the refresh token belongs to, and a browser's cookie with it.
+    Idempotent; the access token in hand stays valid until it expires
+    (ACCESS_TOKEN_TTL_S), as other services check it without asking us."""
+    presented = _presented_refresh_token(request, body)
+    if presented is not None:
+        await store.revoke_refresh_family(db, domain.refresh_token_hash(presented))
+    return Response(status_code=204, headers=_CLEAR_REFRESH_COOKIE if _cookie_mode(request) else None)
 
 
 # --- password reset ---------------------------------------------------------------------
@@ -693,10 +830,11 @@ _RESET_ACCEPTED = "Nếu tài khoản tồn tại, mã xác nhận đã được
 
 @router.post("/api/auth/password-reset/request", status_code=202)
 async def password_reset_request(
-    body: ResetRequestIn, db: Db, settings: Config, pacing: Pacing, address: ClientAddress
+    body: ResetRequestIn, request: Request, db: Db, settings: Config, pacing: Pacing, source: Source, limits: Limits
 ) -> AcceptedOut:
-    """Always 202, whether or not the login names anyone, so that it cannot be used to
-    find out who has an account."""
+    """202 whether or not the login names anyone, so that it cannot be used to find out
+    who has an account (the per-source limit counts both alike)."""
+    await _within_limit(request, limits, "reset_request", source, "reset_throttled")
     login_name = domain.classify_login(body.login)
     account = await store.account_by_login(db, login_name)
     if account is not None:
@@ -706,7 +844,7 @@ async def password_reset_request(
         )
         subject = f"{account.role}:{account.id}"
         # Over a limit, nothing is sent and the answer stays the same 202.
-        if delivery is not None and not await pacing.claim("password_reset", subject, address):
+        if delivery is not None and not await pacing.claim("password_reset", subject, source):
             try:
                 await store.create_code_with_outbox(db, store.NewCode(
                     purpose="password_reset", subject=subject, channel=delivery.channel,
@@ -721,8 +859,12 @@ async def password_reset_request(
 
 @router.post("/api/auth/password-reset/confirm", status_code=204)
 async def password_reset_confirm(
-    body: ResetConfirmIn, db: Db, passwords: PasswordHashing, settings: Config, throttle: Throttle
+    body: ResetConfirmIn, request: Request, db: Db, passwords: PasswordHashing, settings: Config, throttle: Throttle,
+    source: Source, limits: Limits,
 ) -> Response:
+    # Every try is counted before the code is compared, a right one given back: wrong codes
+    # (on any account, existing or not) are what the limit bounds.
+    await _within_limit(request, limits, "reset_code", source, "reset_code_throttled")
     login_name = domain.classify_login(body.login)
     account = await store.account_by_login(db, login_name)
     if account is None:
@@ -736,7 +878,8 @@ async def password_reset_confirm(
     password_hash = await passwords.hash(body.new_password)
     if not await store.reset_password_with_code(db, code_id=code_id, account=account, password_hash=password_hash):
         raise Problem(400, "invalid_code")
-    await throttle.forget_account(_account_key(login_name, account))
+    await limits.refund("reset_code", source)
+    await throttle.forget_account(_account_key(login_name, account), source)
     return Response(status_code=204)
 
 
@@ -886,16 +1029,32 @@ def _participant_out(p: store.ParticipantSummary) -> ParticipantOut:
 async def participants(
     who: Staff,
     db: Db,
+    request: Request,
+    limits: Limits,
     unit_id: UUID | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ParticipantsPage:
     """Organisers see everyone, coordinators their unit's subtree; phone and ID numbers
-    masked (the full data is only in the audited export)."""
-    total, found = await store.list_participants(
-        db, unit_id=unit_id, query=q, limit=limit, offset=offset, scope_unit_id=scope_of(who)
-    )
+    masked (the full data is only in the audited export), so `q` finds them by the whole
+    number only. Every search (a `q`) is written to the audit log with what was asked."""
+    search = domain.participant_search(q, partial_numbers=False)
+    scope = scope_of(who)
+    if search.phone or search.id_number:
+        await _within_limit(request, limits, "number_search", f"staff:{who.id}", "number_search_throttled")
+    if not search.words:
+        total, found = await store.list_participants(
+            db, unit_id=unit_id, search=search, limit=limit, offset=offset, scope_unit_id=scope
+        )
+    else:
+        total, found = await store.search_participants_with_audit(
+            db, unit_id=unit_id, search=search, limit=limit, offset=offset, scope_unit_id=scope,
+            audit=store.AuditEntry(
+                actor_id=who.id, actor_name=who.name, actor_role=who.role, action="participants.search",
+                filter={"q": q, "unit_id": str(unit_id) if unit_id else None, "limit": limit, "offset": offset},
+            ),
+        )
     return ParticipantsPage(total=total, items=[_participant_out(p) for p in found])
 
 

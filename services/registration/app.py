@@ -15,7 +15,7 @@ from services.core.http import postgres_ready, redis_ready
 from services.registration import api, store
 from services.registration.passwords import Passwords
 from services.registration.settings import RegistrationSettings
-from services.registration.throttle import CodePacing, LoginThrottle
+from services.registration.throttle import CodePacing, LoginThrottle, SourceLimits
 
 # Every password seed-demo has ever given the development organiser.
 _DEVELOPMENT_PASSWORDS = ("admin",)
@@ -68,9 +68,8 @@ def create_app(settings: RegistrationSettings | None = None) -> FastAPI:
             app.state.db, app.state.redis = pool, redis
             app.state.signer, app.state.passwords = signer, passwords
             app.state.login_throttle = LoginThrottle(redis, settings)
-            app.state.code_pacing = CodePacing(
-                redis, settings.code_resend_interval_s, settings.code_requests_per_ip_per_hour
-            )
+            app.state.source_limits = SourceLimits.from_settings(redis, settings)
+            app.state.code_pacing = CodePacing(redis, settings.code_resend_interval_s, app.state.source_limits)
             yield
         finally:
             await redis.aclose()

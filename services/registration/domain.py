@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import html
 import io
+import ipaddress
 import re
 import unicodedata
 import uuid
@@ -201,6 +202,23 @@ def login_delays_ms(*, delay_after: int, lock_after: int, base_s: float, max_s: 
         seconds = min(base_s * 2.0 ** min(n - delay_after, 60), max_s)
         delays.append(max(1, round(seconds * 1000)))
     return delays
+
+
+def throttle_source(address: str | None) -> str:
+    """What the throttles count by: an IPv4 address as it is; an IPv6 address by its /64,
+    which one subscriber (one home, one phone) usually holds whole, so that walking the
+    addresses of one's own /64 buys no fresh guesses; "unknown" when there is none."""
+    if address is None:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
@@ -499,6 +517,45 @@ def units_in_tree_order(units: Sequence[UnitRow]) -> list[UnitRow]:
             ordered.append(link)
             placed.add(link.code)
     return ordered
+
+
+# --- organisers' search of participants ----------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ParticipantSearch:
+    """What `q` on the participants list matches: every word in the name (diacritics
+    ignored), or part of the email, or a phone or ID number."""
+
+    words: tuple[str, ...]  # search_key words; empty: no search, everyone matches
+    email_part: str | None  # a query without spaces may be part of an email
+    phone: str | None  # a whole mobile number, normalised
+    id_number: str | None  # a whole CCCD
+    phone_digits: str | None  # 3+ digits anywhere in the phone; only where whole numbers are shown
+
+
+def participant_search(query: str | None, *, partial_numbers: bool) -> ParticipantSearch:
+    """`partial_numbers` only where the numbers are shown whole (the organisers' audited
+    export). Where they are shown masked ('091****678') a partial number matches nobody
+    by number, or adding digits to it one at a time would rebuild the masked ones."""
+    text = (query or "").strip()
+    key = search_key(text)
+    if not key:
+        return ParticipantSearch((), None, None, None, None)
+    try:
+        phone: str | None = normalise_phone(text)
+    except ValueError:
+        phone = None
+    try:
+        id_number: str | None = normalise_id_number(text)
+    except ValueError:
+        id_number = None
+    digits: str | None = None
+    if partial_numbers:
+        digits = "".join(ch for ch in key if ch.isdigit())
+        if key.startswith(("+84", "84")) and len(digits) > 2:
+            digits = "0" + digits[2:]
+        digits = digits if len(digits) >= 3 else None
+    return ParticipantSearch(tuple(key.split()), key if " " not in key else None, phone, id_number, digits)
 
 
 # --- exports of personal data (organisers only; every one is audited) ---------------------

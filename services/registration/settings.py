@@ -30,21 +30,31 @@ class RegistrationSettings(CoreSettings):
     argon2_memory_cost_kib: int = Field(default=19456, ge=1024)
     argon2_parallelism: int = Field(default=1, ge=1)
 
-    # Login throttling (Redis). Per account (every login of it shares one counter; a login
-    # naming nobody has its own, so the answers never tell whether an account exists):
-    # after `login_delay_after` failures each further attempt waits, doubling from
-    # `login_delay_base_s` up to `login_delay_max_s`; after `login_lock_after` the account
-    # is locked for `login_lock_s`. A success resets it. Failures are forgotten
-    # `login_failure_window_s` after the last attempt.
+    # Login throttling (Redis). Counted per account AND client address (every login of an
+    # account shares one counter; a login naming nobody has its own, so the answers never
+    # tell whether an account exists): after `login_delay_after` failures from one address
+    # each further attempt from there waits, doubling from `login_delay_base_s` up to
+    # `login_delay_max_s`; after `login_lock_after` that address is locked out of the
+    # account for `login_lock_s`. The owner elsewhere is not: a lock costs the attacker.
+    # A success resets its address. Failures are forgotten `login_failure_window_s` after
+    # the last attempt.
     login_delay_after: int = Field(default=5, ge=1)
     login_lock_after: int = Field(default=10, ge=2)
     login_delay_base_s: float = Field(default=1.0, gt=0)
     login_delay_max_s: float = Field(default=60.0, gt=0)
     login_lock_s: int = Field(default=900, ge=1)
     login_failure_window_s: int = Field(default=3600, ge=1)
-    # Per client address. Much higher: a whole agency often signs in from behind one
-    # address, and a success there does not reset it (one valid account must not buy an
-    # attacker fresh guesses at others).
+    # Guessing from many addresses: after this many failures on one account from all
+    # addresses within `login_failure_window_s` (a fixed window from the first), the account
+    # is protected: its password is tried only from addresses it signed in (or reset its
+    # password) from within `login_known_address_s`; elsewhere the owner proves who they are
+    # with a one-time code (password reset). Well above what a handful of addresses can
+    # reach by locking themselves (about 13 an hour each), see docs/decisions.md.
+    login_protect_after: int = Field(default=100, ge=1)
+    login_known_address_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # Per client address, across accounts. Much higher: a whole agency often signs in from
+    # behind one address, and a success there does not reset it (one valid account must
+    # not buy an attacker fresh guesses at others).
     login_ip_delay_after: int = Field(default=30, ge=1)
     login_ip_lock_after: int = Field(default=100, ge=2)
 
@@ -53,8 +63,29 @@ class RegistrationSettings(CoreSettings):
     code_max_tries: int = Field(default=5, ge=1)
     # At most one code per recipient in this interval (SMS cost a real amount of money).
     code_resend_interval_s: int = Field(default=60, ge=0)
-    # And at most this many codes requested from one client address per hour.
-    code_requests_per_ip_per_hour: int = Field(default=20, ge=1)
+    # And at most this many codes requested from one client address per hour: enough for an
+    # agency behind one address signing up its people with SMS codes at the deadline; only
+    # Vietnamese mobile numbers get codes, which leaves SMS-pumping fraud no premium
+    # international numbers to bill.
+    code_requests_per_ip_per_hour: int = Field(default=100, ge=1)
+
+    # Per client address (an IPv6 client by its /64, which one subscriber usually holds):
+    # how many of each per `source_window_s` (a fixed window from the first). Sized for a
+    # school lab or an agency behind one NAT address at the deadline, see docs/decisions.md.
+    source_window_s: int = Field(default=600, ge=1)
+    # Sign-ups, and sign-up codes (POST /api/auth/register and /register/code), counted
+    # whatever their outcome.
+    signup_per_source: int = Field(default=100, ge=1)
+    # Sign-ups with a wrong entry password (ENTRY_PASSWORD); right ones do not count.
+    entry_password_tries_per_source: int = Field(default=50, ge=1)
+    # Password-reset requests, whether the login names anyone or not.
+    reset_requests_per_source: int = Field(default=30, ge=1)
+    # Wrong password-reset codes (on any account, existing or not).
+    reset_code_tries_per_source: int = Field(default=30, ge=1)
+    # Searches by a whole phone or ID number per staff member per hour. The list shows them
+    # masked ('091****678' hides 4 digits), so 10,000 whole-number searches would rebuild
+    # a phone number; at this pace that is 100 hours, every search in the audit log.
+    number_searches_per_hour: int = Field(default=100, ge=1)
 
     # What this contest asks at sign-up. Registration does not own contests, so these are
     # the deployment's settings.

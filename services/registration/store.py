@@ -277,22 +277,25 @@ _IN_SCOPE = "($1::uuid IS NULL OR {column} IN (SELECT id FROM scope))"
 
 
 def _participant_filter(
-    scope_unit_id: uuid.UUID | None, unit_id: uuid.UUID | None, query: str | None
+    scope_unit_id: uuid.UUID | None, unit_id: uuid.UUID | None, search: domain.ParticipantSearch
 ) -> tuple[str, tuple[Any, ...]]:
-    """WHERE clause over `participants p` and its arguments $1..$5 ($1 = scope root)."""
-    key = domain.search_key(query or "")
-    word_patterns = [f"%{_like_escaped(word)}%" for word in key.split()] or None
-    digits = "".join(ch for ch in key if ch.isdigit())
-    if key.startswith(("+84", "84")) and len(digits) > 2:
-        digits = "0" + digits[2:]
-    phone_pattern = f"%{digits}%" if digits and len(digits) >= 3 else None
-    email_pattern = f"%{_like_escaped(key)}%" if key and " " not in key else None
+    """WHERE clause over `participants p` and its arguments $1..$8 ($1 = scope root)."""
     where = f"""
         {_IN_SCOPE.format(column="p.unit_id")}
         AND ($2::uuid IS NULL OR p.unit_id = $2)
-        AND ($3::text[] IS NULL OR p.search_name LIKE ALL ($3) OR p.phone LIKE $4 OR p.email LIKE $5)
+        AND ($3::text[] IS NULL OR p.search_name LIKE ALL ($3) OR p.email LIKE $4 OR p.phone = $5
+             OR p.id_number = $6 OR p.phone LIKE $7)
     """
-    return where, (scope_unit_id, unit_id, word_patterns, phone_pattern, email_pattern)
+    word_patterns = [f"%{_like_escaped(word)}%" for word in search.words] or None
+    return where, (
+        scope_unit_id,
+        unit_id,
+        word_patterns,
+        f"%{_like_escaped(search.email_part)}%" if search.email_part else None,
+        search.phone,
+        search.id_number,
+        f"%{search.phone_digits}%" if search.phone_digits else None,
+    )
 
 
 _SUMMARY_COLUMNS = (
@@ -311,24 +314,43 @@ async def list_participants(
     db: Db,
     *,
     unit_id: uuid.UUID | None,
-    query: str | None,
+    search: domain.ParticipantSearch,
     limit: int,
     offset: int,
     scope_unit_id: uuid.UUID | None = None,
 ) -> tuple[int, list[ParticipantSummary]]:
-    """(how many match, one page of them, newest first). `query` matches words of the
-    name (diacritics ignored), digits of the phone, or part of the email; `scope_unit_id`
-    keeps only that unit's subtree."""
-    where, args = _participant_filter(scope_unit_id, unit_id, query)
+    """(how many match, one page of them, newest first); `scope_unit_id` keeps only that
+    unit's subtree."""
+    where, args = _participant_filter(scope_unit_id, unit_id, search)
     total: int = await db.fetchval(f"{_SCOPE_CTE} SELECT count(*) FROM participants p WHERE {where}", *args)
     rows = await db.fetch(
         f"""{_SCOPE_CTE} SELECT {_SUMMARY_COLUMNS} FROM participants p WHERE {where}
-            ORDER BY p.created_at DESC, p.id LIMIT $6 OFFSET $7""",
+            ORDER BY p.created_at DESC, p.id LIMIT $8 OFFSET $9""",
         *args,
         limit,
         offset,
     )
     return total, [_summary(r) for r in rows]
+
+
+async def search_participants_with_audit(
+    pool: asyncpg.Pool,
+    *,
+    unit_id: uuid.UUID | None,
+    search: domain.ParticipantSearch,
+    limit: int,
+    offset: int,
+    scope_unit_id: uuid.UUID | None,
+    audit: AuditEntry,
+) -> tuple[int, list[ParticipantSummary]]:
+    """list_participants, and the audit row saying who searched what and how many rows
+    they were shown, in one transaction: no search answers without its audit row."""
+    async with pool.acquire() as conn, conn.transaction():
+        total, found = await list_participants(
+            conn, unit_id=unit_id, search=search, limit=limit, offset=offset, scope_unit_id=scope_unit_id
+        )
+        await _add_audit(conn, audit, len(found))
+    return total, found
 
 
 async def unit_in_subtree(db: Db, unit_id: uuid.UUID, root_id: uuid.UUID) -> bool:
@@ -380,7 +402,8 @@ async def export_participants_with_audit(
     """Streams every matching participant (full data, oldest first, in the columns of
     domain.PARTICIPANT_EXPORT_COLUMNS) to `write_chunk` and writes the audit row with
     the count, in one transaction: no export leaves without its audit row."""
-    where, args = _participant_filter(scope_unit_id, unit_id, query)
+    # The export shows the numbers whole: part of one finds them.
+    where, args = _participant_filter(scope_unit_id, unit_id, domain.participant_search(query, partial_numbers=True))
     count = 0
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         chunk: list[tuple[Any, ...]] = []
@@ -401,12 +424,16 @@ async def export_participants_with_audit(
         if chunk:
             await write_chunk(chunk)
             count += len(chunk)
-        await conn.execute(
-            """INSERT INTO audit_log (actor_id, actor_name, actor_role, action, filter, row_count)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            audit.actor_id, audit.actor_name, audit.actor_role, audit.action, audit.filter, count,
-        )
+        await _add_audit(conn, audit, count)
     return count
+
+
+async def _add_audit(conn: asyncpg.Connection, audit: AuditEntry, row_count: int) -> None:
+    await conn.execute(
+        """INSERT INTO audit_log (actor_id, actor_name, actor_role, action, filter, row_count)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        audit.actor_id, audit.actor_name, audit.actor_role, audit.action, audit.filter, row_count,
+    )
 
 
 async def audit_log(db: Db, *, limit: int, offset: int) -> tuple[int, list[AuditRecord]]:

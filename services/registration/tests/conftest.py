@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,22 @@ async def client(
     # `redis` empties this service's Redis database: no login failures carried over.
     async with running_app(create_app()) as client:
         yield client
+
+
+@pytest.fixture
+def app_with(
+    registration_env: dict[str, str], pool: asyncpg.Pool, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """`async with app_with(SETTING="value") as client:` — the app with those settings."""
+
+    @asynccontextmanager
+    async def make(**env: str) -> AsyncIterator[httpx.AsyncClient]:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        async with running_app(create_app()) as client:
+            yield client
+
+    return make
 
 
 @pytest.fixture

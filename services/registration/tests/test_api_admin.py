@@ -7,11 +7,13 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from openpyxl import load_workbook
+from redis.asyncio import Redis
 
 from services.core import events
 from services.core.auth import TokenVerifier
@@ -157,6 +159,92 @@ async def test_coordinator_sees_only_the_unit_subtree(
     ward = await add_coordinator(client, organiser, demo_units["LC-P01"].id, "dp.lcp01")
     only_ward = await client.get("/api/admin/participants", headers=bearer(ward))
     assert [p["full_name"] for p in only_ward.json()["items"]] == ["Nguyễn Văn An"]
+
+
+async def found_names(client: httpx.AsyncClient, token: str, q: str) -> list[str]:
+    response = await client.get("/api/admin/participants", params={"q": q}, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    return sorted(p["full_name"] for p in response.json()["items"])
+
+
+@pytest.mark.parametrize("role", ["coordinator", "organiser"])
+async def test_masked_numbers_are_found_by_the_whole_number_only(
+    client: httpx.AsyncClient, organiser: str, demo_units: dict[str, store.Unit], role: str
+) -> None:
+    """The list shows phone and ID numbers masked ('091****671'); adding digits to `q` one
+    at a time must not rebuild them, so a partial number matches nobody by number."""
+    await populate(client, demo_units)
+    token = organiser if role == "organiser" else await add_coordinator(client, organiser, demo_units["LC"].id, "dp")
+    assert (await found_names(client, token, "0912345671")) == ["Nguyễn Văn An"]
+    assert (await found_names(client, token, "+84 912 345 671")) == ["Nguyễn Văn An"]
+    assert (await found_names(client, token, "0312 0300 4561")) == ["Nguyễn Văn An"]  # the whole CCCD
+    for partial in ("091", "0912", "09123456", "091234567", "912345671", "4567", "031203004", "03120300456"):
+        assert (await found_names(client, token, partial)) == [], partial
+    # Names are found as before.
+    assert (await found_names(client, token, "nguyen van")) == ["Nguyễn Văn An"]
+
+
+async def test_whole_number_searches_are_paced_per_staff_member(
+    app_with: Any, pool: asyncpg.Pool, redis: Redis, demo_units: dict[str, store.Unit]
+) -> None:
+    """Four masked digits are 10,000 whole numbers to try: at this pace, 100 hours."""
+    async with app_with(NUMBER_SEARCHES_PER_HOUR="2") as client:
+        await populate(client, demo_units)
+        await make_organiser(pool)
+        organiser = await token_for(client, "btc", PASSWORD)
+        coordinator = await add_coordinator(client, organiser, demo_units["LC"].id, "dp")
+
+        async def search(token: str, q: str) -> httpx.Response:
+            return await client.get("/api/admin/participants", params={"q": q}, headers=bearer(token))
+
+        assert (await search(coordinator, "0912345670")).status_code == 200
+        assert (await search(coordinator, "031203004561")).status_code == 200
+        refused = await search(coordinator, "0912345679")
+        assert refused.status_code == 429 and refused.json()["code"] == "number_search_throttled"
+        assert 3500 < int(refused.headers["retry-after"]) <= 3600
+        assert "Thử lại sau" in refused.json()["detail"]
+        assert (await search(coordinator, "nguyen")).status_code == 200  # names as before
+        assert (await search(organiser, "0912345679")).status_code == 200  # each their own hour
+        await redis.delete(*[key async for key in redis.scan_iter(match="registration:limit:number_search:*")])
+        assert (await search(coordinator, "0912345679")).status_code == 200
+
+
+async def test_searches_are_audited(
+    client: httpx.AsyncClient, organiser: str, demo_units: dict[str, store.Unit]
+) -> None:
+    await populate(client, demo_units)
+    coordinator = await add_coordinator(client, organiser, demo_units["LC"].id, "dp.lc")
+    await found_names(client, coordinator, "0912")
+    await found_names(client, coordinator, "0912345671")
+    lc = str(demo_units["LC"].id)
+    assert (await client.get("/api/admin/participants", params={"q": "van", "unit_id": lc, "offset": 1},
+                             headers=bearer(organiser))).status_code == 200
+    # Browsing without a search is not a search.
+    assert (await client.get("/api/admin/participants", headers=bearer(coordinator))).status_code == 200
+
+    audit = (await client.get("/api/admin/audit", headers=bearer(organiser))).json()
+    assert audit["total"] == 3
+    newest_first = [(e["actor_name"], e["actor_role"], e["action"], e["filter"], e["row_count"])
+                    for e in audit["items"]]
+    assert newest_first == [
+        ("Ban Tổ chức", "organiser", "participants.search",
+         {"q": "van", "unit_id": lc, "limit": 50, "offset": 1}, 0),  # the rows shown
+        ("Trần Văn Điều", "coordinator", "participants.search",
+         {"q": "0912345671", "unit_id": None, "limit": 50, "offset": 0}, 1),
+        ("Trần Văn Điều", "coordinator", "participants.search",
+         {"q": "0912", "unit_id": None, "limit": 50, "offset": 0}, 0),
+    ]
+
+
+async def test_the_audited_export_still_finds_by_part_of_a_number(
+    client: httpx.AsyncClient, organiser: str, demo_units: dict[str, store.Unit]
+) -> None:
+    """Organisers see whole numbers in the export, so a partial number there rebuilds nothing."""
+    await populate(client, demo_units)
+    response = await client.get(
+        "/api/admin/participants/export", params={"format": "csv", "q": "345673"}, headers=bearer(organiser)
+    )
+    assert [row[1] for row in read_csv_table(response.content).rows] == ["Trần Văn Bình"]
 
 
 async def test_coordinator_without_a_unit_sees_nothing(

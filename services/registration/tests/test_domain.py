@@ -548,3 +548,64 @@ def test_xlsx_export_reads_back_as_text() -> None:
     assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
     assert table.rows[0][3] == "0912345678"  # text: the leading zero stays
     assert table.rows[0][9] == "'=1+1"
+
+
+# --- what throttles count by ----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("address", "source"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),  # the same subscriber
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client of a dual-stack socket
+        (None, "unknown"),
+        ("not an address", "unknown"),
+    ],
+)
+def test_throttle_source(address: str | None, source: str) -> None:
+    assert domain.throttle_source(address) == source
+
+
+# --- organisers' search of participants -----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("query", "phone", "id_number"),
+    [
+        ("0912345678", "0912345678", None),
+        ("+84 912 345 678", "0912345678", None),
+        ("0912.345.678", "0912345678", None),
+        ("031203004567", None, "031203004567"),
+        ("0312 0300 4567", None, "031203004567"),
+        ("091234567", None, None),
+        ("0312030045", None, None),
+        ("Nguyễn Văn An", None, None),
+    ],
+)
+def test_whole_numbers_are_recognised(query: str, phone: str | None, id_number: str | None) -> None:
+    for partial_numbers in (False, True):
+        search = domain.participant_search(query, partial_numbers=partial_numbers)
+        assert (search.phone, search.id_number) == (phone, id_number)
+
+
+@given(st.text(alphabet="0123456789 +.", max_size=14))
+def test_no_partial_number_where_numbers_are_masked(query: str) -> None:
+    search = domain.participant_search(query, partial_numbers=False)
+    assert search.phone_digits is None
+    assert search.phone is None or len(search.phone) == 10
+    assert search.id_number is None or len(search.id_number) == 12
+
+
+def test_partial_numbers_where_they_are_shown_whole() -> None:
+    assert domain.participant_search("0987", partial_numbers=True).phone_digits == "0987"
+    assert domain.participant_search("+84 98765", partial_numbers=True).phone_digits == "098765"
+    assert domain.participant_search("09", partial_numbers=True).phone_digits is None  # too short to mean anything
+
+
+def test_search_words_and_email_part() -> None:
+    search = domain.participant_search("  Nguyễn  VĂN ", partial_numbers=False)
+    assert (search.words, search.email_part) == (("nguyen", "van"), None)
+    assert domain.participant_search("cuong@", partial_numbers=False).email_part == "cuong@"
+    assert domain.participant_search("   ", partial_numbers=False).words == ()
+    assert domain.participant_search(None, partial_numbers=False).words == ()

@@ -202,15 +202,17 @@ async def test_list_participants_filters_and_pages(pool: asyncpg.Pool, demo_unit
             pool, new_participant(unit_id, full_name=full_name, phone=phone, email=email)
         )
 
-    total, page = await store.list_participants(pool, unit_id=None, query=None, limit=2, offset=0)
+    everyone = domain.participant_search(None, partial_numbers=False)
+    total, page = await store.list_participants(pool, unit_id=None, search=everyone, limit=2, offset=0)
     assert total == 3
     assert [p.full_name for p in page] == ["Lê Văn Cường", "Trần Thị Bình"]  # newest first
-    total, page = await store.list_participants(pool, unit_id=None, query=None, limit=2, offset=2)
+    total, page = await store.list_participants(pool, unit_id=None, search=everyone, limit=2, offset=2)
     assert (total, [p.full_name for p in page]) == (3, ["Nguyễn Văn An"])
 
-    async def found(unit_id: uuid.UUID | None, query: str | None) -> list[str]:
+    async def found(unit_id: uuid.UUID | None, query: str | None, partial_numbers: bool = True) -> list[str]:
+        search = domain.participant_search(query, partial_numbers=partial_numbers)
         return sorted(p.full_name for p in (await store.list_participants(
-            pool, unit_id=unit_id, query=query, limit=50, offset=0
+            pool, unit_id=unit_id, search=search, limit=50, offset=0
         ))[1])
 
     assert await found(lc, None) == ["Nguyễn Văn An", "Trần Thị Bình"]
@@ -220,6 +222,9 @@ async def test_list_participants_filters_and_pages(pool: asyncpg.Pool, demo_unit
     assert await found(None, "+84 98765") == ["Trần Thị Bình"]
     assert await found(None, "cuong@") == ["Lê Văn Cường"]
     assert await found(None, "nobody") == []
+    # Where numbers are shown masked, only a whole one finds its owner.
+    assert await found(None, "0987", partial_numbers=False) == []
+    assert await found(None, "+84 987 654 321", partial_numbers=False) == ["Trần Thị Bình"]
 
 
 # --- accounts ---------------------------------------------------------------------------
@@ -284,7 +289,8 @@ async def test_scope_is_the_unit_subtree(pool: asyncpg.Pool, demo_units: dict[st
 
     async def phones(scope: str | None, unit: str | None = None) -> list[str]:
         _, found = await store.list_participants(
-            pool, unit_id=demo_units[unit].id if unit else None, query=None, limit=50, offset=0,
+            pool, unit_id=demo_units[unit].id if unit else None, limit=50, offset=0,
+            search=domain.participant_search(None, partial_numbers=False),
             scope_unit_id=demo_units[scope].id if scope else None,
         )
         return sorted(p.phone for p in found)
