@@ -37,6 +37,11 @@ PASSWORD = "mat-khau-2026"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # Pages a test builds are about the app: these schemes never leave the machine.
 LOCAL_SCHEMES = {"data", "blob", "about", "chrome-error"}
+# The browser's session (services/registration/api.py): the refresh token in this HttpOnly
+# cookie, asked for with this header; the app keeps only a flag in localStorage.
+REFRESH_COOKIE = "__Secure-hoithi-refresh"
+COOKIE_MODE = {"X-Refresh-Cookie": "1"}
+SIGNED_IN_FLAG = {"hoithi.signed_in": "1"}
 
 
 @dataclass
@@ -166,12 +171,23 @@ class Pages:
         self.records: list[PageRecord] = []
 
     def new(self, *, width: int = 360, height: int = 740, timezone_id: str = "Asia/Ho_Chi_Minh",
-            init_storage: dict[str, str] | None = None) -> tuple[Page, PageRecord]:
+            init_storage: dict[str, str] | None = None,
+            signed_in: tuple[str, str] | None = None) -> tuple[Page, PageRecord]:
+        """`signed_in=(login, password)`: a browser that signed in earlier (its refresh cookie)."""
         context = self.browser.new_context(
             base_url=self.base_url, viewport={"width": width, "height": height}, locale="vi-VN",
             timezone_id=timezone_id, is_mobile=width < 600, has_touch=width < 600,
         )
         context.set_default_timeout(20_000)
+        if signed_in:
+            # The login the app makes, through the context's own request client: its cookie
+            # lands in the browser's jar exactly as the server set it.
+            login, password = signed_in
+            answer = context.request.post("/api/auth/login", data={"login": login, "password": password},
+                                          headers=COOKIE_MODE)
+            assert answer.ok, answer.text()
+            assert [c for c in context.cookies() if c["name"] == REFRESH_COOKIE], "no refresh cookie kept"
+            init_storage = {**SIGNED_IN_FLAG, **(init_storage or {})}
         if init_storage:
             # Before any script of the app runs, as if this phone had signed in earlier.
             context.add_init_script("\n".join(

@@ -8,7 +8,6 @@ because the story of test_contest_story.py closes the demo round."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -66,19 +65,6 @@ def unlabelled_controls(page: Page) -> list[str]:
         .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
             && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
         .map(el => el.outerHTML.slice(0, 120))""")
-
-
-def session_storage_for(contest: WebContest, phone: str) -> dict[str, str]:
-    """localStorage of a phone that signed in earlier (the app's own session format)."""
-    tokens = contest.login_body(phone)
-    payload = tokens["access_token"].split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    session = {
-        "access_token": tokens["access_token"], "refresh_token": tokens.get("refresh_token"),
-        "expires_at": int(time.time() * 1000) + tokens["expires_in"] * 1000, "id": claims["sub"],
-        "role": claims["role"], "name": claims.get("name", ""), "unit_id": claims.get("unit"), "group": None,
-    }
-    return {"hoithi.auth": json.dumps(session)}
 
 
 def test_participant_story_on_a_phone(stack: Stack, web_contest: WebContest, pages: Pages) -> None:
@@ -141,7 +127,7 @@ def test_participant_story_on_a_phone(stack: Stack, web_contest: WebContest, pag
     for i in range(4):
         choose_first_option(page, i)
     expect(page.locator(".timerbar")).to_contain_text("Đã trả lời 4/10 câu")
-    token = json.loads(page.evaluate("() => localStorage.getItem('hoithi.auth')"))["access_token"]
+    token = web_contest.login_body("0987654321")["access_token"]  # the page's own is out of reach
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
         eventually(lambda: len(client.get(f"/api/attempts/{attempt['attempt_id']}",
                                           headers=bearer(token)).json()["answers"]) == 4, timeout_s=10)
@@ -241,7 +227,7 @@ def test_quiz_page_weight_caching_and_nothing_from_the_internet(
     stack: Stack, web_contest: WebContest, pages: Pages
 ) -> None:
     web_contest.register("Đặng Thị Lan", "0987 000 103")
-    page, record = pages.new(init_storage=session_storage_for(web_contest, "0987000103"))
+    page, record = pages.new(signed_in=("0987000103", PASSWORD))
     responses: list[Response] = []
     page.on("response", lambda response: responses.append(response))
     page.goto(f"/thi/{web_contest.round_id}")
@@ -389,7 +375,7 @@ def test_organiser_imports_creates_closes_and_announces(
 
     # Huy, on a phone that never saw his attempt (he took it through the API): his history
     # comes from the server, and with the round over his result shows the review.
-    phone, _ = pages.new(init_storage=session_storage_for(web_contest, "0987000104"))
+    phone, _ = pages.new(signed_in=("0987000104", PASSWORD))
     phone.goto("/lich-su")
     line = phone.locator(f"tr[data-attempt-id='{body['attempt_id']}']")
     expect(line).to_contain_text("Vòng 2: Tuần 2 (thử)")
@@ -452,10 +438,7 @@ def test_organiser_imports_creates_closes_and_announces(
 def test_notification_log_replays_what_failed(stack: Stack, pages: Pages) -> None:
     """The replay button sends exactly the failed deliveries picked. The stack's mail server
     never fails, so the log is answered here; the real route is checked by notify's tests."""
-    admin = httpx.post(f"{stack.base_url}/api/auth/login", json={"login": "admin", "password": "admin"}).json()
-    storage = {"hoithi.auth": json.dumps({"access_token": admin["access_token"], "role": "organiser", "name": "admin",
-                                          "id": "admin", "expires_at": int(time.time() * 1000) + 3_600_000})}
-    page, _ = pages.new(width=1280, height=900, init_storage=storage)
+    page, _ = pages.new(width=1280, height=900, signed_in=("admin", "admin"))
     failed_id, sent_id = "3f0d3c1e-1111-4a5b-9c1d-000000000001", "3f0d3c1e-1111-4a5b-9c1d-000000000002"
     log = [
         {"id": failed_id, "channel": "email", "recipient": "lan@example.vn", "template": "winner", "status": "failed",

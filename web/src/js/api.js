@@ -1,8 +1,7 @@
 // The HTTP client: one origin (the gateway), JSON in and out, RFC 9457 problems as
-// ApiError, the bearer token, and the server's clock.
+// ApiError, the session (access token in memory, refresh token in an HttpOnly cookie),
+// and the server's clock.
 import { lang } from "./i18n.js";
-
-const AUTH_KEY = "hoithi.auth";
 
 export class ApiError extends Error {
   constructor(status, problem, retryAfterS) {
@@ -21,6 +20,24 @@ export class ApiError extends Error {
 }
 
 // --- the session ------------------------------------------------------------------------
+// The access token lives in this module's memory only, never in storage a script could
+// read back later. The 30-day refresh token never reaches this code at all: the server
+// keeps it in an HttpOnly, Secure, SameSite=Strict cookie sent only to /api/auth/, which
+// it sets when a request carries X-Refresh-Cookie: 1 (also the header that refresh and
+// logout demand before they accept the cookie, so a page on another site cannot use it).
+// A reload restores the session by calling refresh with the cookie (restoreSession).
+// localStorage keeps one flag, no token: whether a restore is worth a request, and how
+// other tabs hear of a sign-in or a sign-out.
+
+const SIGNED_IN_KEY = "hoithi.signed_in";
+const COOKIE_MODE = { "X-Refresh-Cookie": "1" };
+let current = null;
+
+try {
+  localStorage.removeItem("hoithi.auth"); // the tokens earlier versions kept there
+} catch {
+  // no storage: nothing was kept either
+}
 
 function decodeClaims(token) {
   try {
@@ -32,47 +49,84 @@ function decodeClaims(token) {
   }
 }
 
+/** The signed-in person ({access_token, role, name, id, unit_id, group}), or null. */
 export function session() {
+  return current;
+}
+
+function announceSession() {
+  window.dispatchEvent(new CustomEvent("hoithi:session"));
+}
+
+function flagSignedIn(on) {
   try {
-    const saved = JSON.parse(localStorage.getItem(AUTH_KEY) || "null");
-    return saved && saved.access_token ? saved : null;
+    if (on) localStorage.setItem(SIGNED_IN_KEY, "1");
+    else localStorage.removeItem(SIGNED_IN_KEY);
   } catch {
-    return null;
+    // Storage refused (private mode): this tab still works; a reload signs in again.
   }
 }
 
-/** Stores a login answer: {access_token, expires_in, refresh_token?}. */
-export function saveSession(tokens) {
-  const previous = session();
+/** Keeps a login or refresh answer ({access_token, expires_in}) in memory. */
+function keepSession(tokens) {
   const claims = decodeClaims(tokens.access_token);
-  const saved = {
+  current = {
     access_token: tokens.access_token,
-    // Kept from before when a refresh answer does not rotate it.
-    refresh_token: tokens.refresh_token || (previous && previous.refresh_token) || null,
-    expires_at: Date.now() + (tokens.expires_in || 3600) * 1000,
+    expires_at: Date.now() + (tokens.expires_in || 900) * 1000,
     id: claims.sub || null,
     role: claims.role || "participant",
     name: claims.name || "",
     unit_id: claims.unit || null,
     group: claims.group || null,
   };
-  localStorage.setItem(AUTH_KEY, JSON.stringify(saved));
-  window.dispatchEvent(new CustomEvent("hoithi:session"));
-  return saved;
+  flagSignedIn(true);
+  announceSession();
+  return current;
 }
 
-export function signOut() {
-  const current = session();
-  if (current && current.refresh_token) {
-    // Ends the session on the server too; the access token in hand simply expires.
-    fetch("/api/auth/logout", {
-      method: "POST", headers: { "Content-Type": "application/json" }, keepalive: true,
-      body: JSON.stringify({ refresh_token: current.refresh_token }),
-    }).catch(() => {});
-  }
-  localStorage.removeItem(AUTH_KEY);
-  window.dispatchEvent(new CustomEvent("hoithi:session"));
+function forgetSession() {
+  const had = current !== null;
+  current = null;
+  flagSignedIn(false);
+  if (had) announceSession();
 }
+
+/** Signs in (the refresh token goes to the cookie); returns the session. Throws ApiError. */
+export async function signIn(login, password) {
+  const tokens = await api("/api/auth/login", {
+    method: "POST", json: { login, password }, auth: false, headers: COOKIE_MODE,
+  });
+  return keepSession(tokens);
+}
+
+/** Ends the session here, on the server, and in every tab of this browser. */
+export async function signOut() {
+  forgetSession();
+  try {
+    await fetch("/api/auth/logout", { method: "POST", headers: COOKIE_MODE, keepalive: true, cache: "no-store" });
+  } catch {
+    // Offline: the cookie stays until it expires or the next sign-out; this tab has forgotten the session.
+  }
+}
+
+/** After a page load: the session back from the cookie, if this browser was signed in. */
+export async function restoreSession() {
+  let flagged = false;
+  try {
+    flagged = localStorage.getItem(SIGNED_IN_KEY) === "1";
+  } catch {
+    flagged = false;
+  }
+  if (!current && flagged) await refreshSession();
+  return current;
+}
+
+// Another tab signed in (restore from the shared cookie) or out (forget ours too).
+window.addEventListener("storage", (event) => {
+  if (event.key !== SIGNED_IN_KEY) return;
+  if (event.newValue === "1" && !current) refreshSession();
+  else if (event.newValue !== "1" && current) forgetSession();
+});
 
 export const isStaff = (s) => Boolean(s && (s.role === "organiser" || s.role === "coordinator"));
 
@@ -132,26 +186,31 @@ function noteDate(response, sent, received) {
 
 let refreshing = null;
 
-async function refreshSession() {
-  const current = session();
-  if (!current || !current.refresh_token) return false;
+// One refresh at a time across this browser's tabs: each uses the refresh token up and
+// sets the next, and two sending the same one would look like a stolen copy to the server
+// (which then ends the session). Inside the lock the browser sends the newest cookie.
+function oneAtATime(work) {
+  return navigator.locks ? navigator.locks.request("hoithi-refresh", work) : work();
+}
+
+/** A new access token from the cookie; false when the session is over (or unreachable). */
+function refreshSession() {
   if (!refreshing) {
-    refreshing = (async () => {
+    refreshing = oneAtATime(async () => {
       try {
         const response = await fetch("/api/auth/refresh", {
-          method: "POST",
-          headers: { "Content-Type": "application/json", "Accept-Language": lang() },
-          body: JSON.stringify({ refresh_token: current.refresh_token }),
+          method: "POST", headers: { ...COOKIE_MODE, "Accept-Language": lang() }, cache: "no-store",
         });
-        if (!response.ok) return false;
-        saveSession(await response.json());
-        return true;
-      } catch {
+        if (response.ok) {
+          keepSession(await response.json());
+          return true;
+        }
+        if (response.status === 401 || response.status === 403) forgetSession();
         return false;
-      } finally {
-        setTimeout(() => { refreshing = null; }, 0);
+      } catch {
+        return false; // offline or the gateway away: keep what we have and try again later
       }
-    })();
+    }).finally(() => setTimeout(() => { refreshing = null; }, 0));
   }
   return refreshing;
 }
@@ -164,8 +223,8 @@ async function refreshSession() {
 export async function api(path, options = {}) {
   const { method = "GET", json, form, headers = {}, auth = true, raw = false, signal } = options;
   const sendHeaders = { "Accept-Language": lang(), Accept: "application/json, application/problem+json", ...headers };
-  const current = session();
-  if (auth && current) sendHeaders.Authorization = `Bearer ${current.access_token}`;
+  const who = session();
+  if (auth && who) sendHeaders.Authorization = `Bearer ${who.access_token}`;
   let body;
   if (json !== undefined) {
     sendHeaders["Content-Type"] = "application/json";
@@ -183,7 +242,7 @@ export async function api(path, options = {}) {
   }
   const received = Date.now();
   noteDate(response, sent, received);
-  if (response.status === 401 && auth && current && !options.retried && (await refreshSession())) {
+  if (response.status === 401 && auth && who && !options.retried && (await refreshSession())) {
     return api(path, { ...options, retried: true });
   }
   if (!response.ok) {

@@ -1,5 +1,5 @@
 // Entry point: the header, the routes, the language switch.
-import { isStaff, session, signOut } from "./api.js";
+import { isStaff, restoreSession, session, signOut } from "./api.js";
 import { h, replace } from "./dom.js";
 import { lang, setLang, t } from "./i18n.js";
 import * as contest from "./pages/contest.js";
@@ -69,10 +69,10 @@ function renderHeader() {
 }
 
 document.documentElement.lang = lang();
+// Also when another tab signs in or out (api.js listens to storage).
 window.addEventListener("hoithi:session", renderHeader);
-// Another tab signed in or out.
-window.addEventListener("storage", (event) => {
-  if (event.key === "hoithi.auth") renderHeader();
+// The session lives in memory: after a load, get it back from the refresh cookie first.
+restoreSession().finally(() => {
+  renderHeader();
+  start();
 });
-renderHeader();
-start();

@@ -1,7 +1,7 @@
 // Sign-up: arriving from a unit's QR code (/dang-ky?unit=CODE) the unit is already chosen.
 // Errors come from the API field by field (problem+json `errors`) and are shown next to
 // the field they name, in the API's own Vietnamese words.
-import { api, saveSession } from "../api.js";
+import { api, signIn } from "../api.js";
 import { unitPicker } from "../components/unitpicker.js";
 import { field, h, notice, replace } from "../dom.js";
 import { problemText, t } from "../i18n.js";
@@ -117,10 +117,7 @@ export async function render(ctx) {
     submit.textContent = t("signup.sending");
     try {
       await api("/api/auth/register", { method: "POST", json: body, auth: false, headers: { "X-Device-Id": deviceId() } });
-      const tokens = await api("/api/auth/login", {
-        method: "POST", json: { login: phone.input.value, password: password.input.value }, auth: false,
-      });
-      saveSession(tokens);
+      await signIn(phone.input.value, password.input.value);
       ctx.navigate(next && next.startsWith("/") ? next : `/c/${encodeURIComponent(lastContest() || DEFAULT_SLUG)}`);
     } catch (error) {
       for (const e of error.errors) {
