@@ -203,11 +203,12 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
 # --- micro-benchmarks by colleagues ---------------------------------------------------
 
 def run_micro(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    """bench_registration.py and bench_notify.py, each bounded, before the stack starts
+    """bench_registration.py, bench_notify.py and bench_imports.py, each bounded, before the stack starts
     (they recreate their schema in the same database)."""
     env = {**os.environ, "BENCH_DATABASE_URL": args.database_url, "BENCH_MAX_S": "40", "LOG_LEVEL": "WARNING"}
     out: dict[str, Any] = {}
-    for name, extra in (("registration", []), ("notify", ["--winners", "1000", "--messages", "300"])):
+    for name, extra in (("registration", []), ("notify", ["--winners", "1000", "--messages", "300"]),
+                        ("imports", [])):
         started = time.monotonic()
         try:
             done = subprocess.run([str(BIN / "python"), str(HERE / f"bench_{name}.py"), *extra], cwd=ROOT, env=env,

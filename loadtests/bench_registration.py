@@ -42,7 +42,8 @@ from argon2 import PasswordHasher  # noqa: E402
 
 from services.core.auth import generate_keypair  # noqa: E402
 from services.core.db import create_database_if_missing, create_pool, migrate_service  # noqa: E402
-from services.registration import domain, store  # noqa: E402
+from services.core.tables import read_csv_table  # noqa: E402
+from services.registration import store  # noqa: E402
 from services.registration.app import create_app  # noqa: E402
 from services.registration.settings import RegistrationSettings  # noqa: E402
 
@@ -140,7 +141,7 @@ async def prepare_database() -> None:
     await migrate_service(DATABASE_URL, "registration")
     pool = await create_pool(DATABASE_URL, "registration", min_size=1, max_size=2)
     try:
-        await store.import_units_with_outbox(pool, domain.read_csv_table(SEED_UNITS.read_bytes()))
+        await store.import_units_with_outbox(pool, read_csv_table(SEED_UNITS.read_bytes()))
     finally:
         await pool.close()
 

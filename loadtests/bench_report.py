@@ -595,7 +595,8 @@ def _micro_section(results: dict[str, Any]) -> str:
         out.append("Not run this time (`--skip-micro`).\n")
         return "\n".join(out)
     for name, title in (("registration", "Sign-up and login per core (loadtests/bench_registration.py)"),
-                        ("notify", "Notifications (loadtests/bench_notify.py)")):
+                        ("notify", "Notifications (loadtests/bench_notify.py)"),
+                        ("imports", "Other requests while an organiser's file is read (loadtests/bench_imports.py)")):
         info = micro.get(name, {})
         out.append(f"### {title}\n")
         text = info.get("markdown", "").strip()

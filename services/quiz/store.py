@@ -8,6 +8,7 @@ count are the body of the submit request, stored in PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
@@ -529,7 +530,8 @@ async def import_questions(pool: asyncpg.Pool, contest_id: UUID, table: Sequence
         if await conn.fetchval("SELECT id FROM contests WHERE id = $1 FOR UPDATE", contest_id) is None:
             raise ContestNotFound(contest_id)
         existing = [r["text"] for r in await conn.fetch("SELECT text FROM questions WHERE contest_id = $1", contest_id)]
-        drafts, errors = domain.validate_question_rows(table, existing)
+        # Thousands of rows take a while to check: off the event loop, so others are served meanwhile.
+        drafts, errors = await asyncio.to_thread(domain.validate_question_rows, table, existing)
         if errors:
             raise QuestionRowsInvalid(errors)
         await _insert_questions(conn, contest_id, drafts)

@@ -5,9 +5,7 @@ refused just past the row cap, and the service answers others meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import zipfile
 from typing import Any
 
 import asyncpg
@@ -15,49 +13,9 @@ import httpx
 import pytest
 
 from services.core.tables import XLSX_MEDIA_TYPE
-from services.core.testing import running_app
+from services.core.testing import running_app, xlsx_of_many_rows
 from services.registration.app import create_app
 from services.registration.tests.conftest import PASSWORD, make_organiser, token_for
-
-_XLSX_PARTS = {
-    "[Content_Types].xml": (
-        '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
-        'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
-        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
-        'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-        '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-'
-        'officedocument.spreadsheetml.worksheet+xml"/></Types>'
-    ),
-    "_rels/.rels": (
-        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
-        '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>'
-    ),
-    "xl/workbook.xml": (
-        '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/'
-        '2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-        '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>'
-    ),
-    "xl/_rels/workbook.xml.rels": (
-        '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
-        '2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-        'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'
-    ),
-}
-
-
-def xlsx_of_many_rows(rows: int) -> bytes:
-    """A small, highly compressed workbook of `rows` identical one-cell rows, written by hand."""
-    cells = '<row><c t="inlineStr"><is><t>U</t></is></c></row>' * rows
-    sheet = ('<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/'
-             'spreadsheetml/2006/main"><sheetData><row><c t="inlineStr"><is><t>code</t></is></c></row>'
-             f"{cells}</sheetData></worksheet>")
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name, text in _XLSX_PARTS.items():
-            archive.writestr(name, text)
-        archive.writestr("xl/worksheets/sheet1.xml", sheet)
-    return out.getvalue()
 
 
 async def test_a_huge_workbook_is_refused_while_the_service_keeps_answering(
