@@ -255,6 +255,10 @@ class PrivateServer:
         inode = listening_socket_inode(self.port)
         return inode is not None and holds_socket(group_members(self.pid), inode) and self.answers()
 
+    def log_files(self) -> list[Path]:
+        """What to keep when the folder goes: its output (and, for RabbitMQ, the node's log)."""
+        return [p for p in (self.log_path, *sorted((self.root / "log").glob("*.log"))) if p.is_file()]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -207,23 +207,23 @@ def queue_names(
     return [f"{prefix}{s}{suffix}" for s in services for suffix in ("", *(f".retry.{d}s" for d in delays), ".dead")]
 
 
-async def queue_depths(amqp_url: str, names: Iterable[str]) -> dict[str, int]:
-    """Messages ready in each queue (a queue that does not exist counts as empty)."""
+async def queue_depths(connection: aio_pika.abc.AbstractConnection, names: Iterable[str]) -> dict[str, int]:
+    """Messages ready in each queue (a queue that does not exist counts as empty: its
+    passive declare closes the channel, so the next queue gets a new one)."""
     depths: dict[str, int] = {}
-    connection = await aio_pika.connect(amqp_url, timeout=5)
+    channel = await connection.channel()
     try:
         for name in names:
-            channel = await connection.channel()
+            if channel.is_closed:
+                channel = await connection.channel()
             try:
                 queue = await channel.declare_queue(name, passive=True)
                 depths[name] = int(queue.declaration_result.message_count or 0)
             except aio_pika.exceptions.ChannelClosed:
                 depths[name] = 0
-            finally:
-                if not channel.is_closed:
-                    await channel.close()
     finally:
-        await connection.close()
+        if not channel.is_closed:
+            await channel.close()
     return depths
 
 

@@ -45,6 +45,10 @@ def table(results: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in results["faults"]:
+        if "error" in f:
+            lines.append(f"| {f['number']} | {f['fault']} | could not run: {f['error'][:150]} |" + " |" * 14
+                         + " **FAIL** |")
+            continue
         c, t, s, m = f["client"], f["timeline_s"], f["submits"], f["mail"]
         gave_up = sum(v for k, v in c["outcomes"].items() if k not in ("202", "409"))
         lost = len(s["lost"]) + len(s["unscored"]) + len(s["altered"])
@@ -62,6 +66,9 @@ def table(results: dict[str, Any]) -> list[str]:
 
 
 def details(fault: dict[str, Any]) -> list[str]:
+    if "error" in fault:
+        return [f"### {fault['number']}. {fault['fault']} — FAIL", "", f"The suite could not run it: "
+                f"`{fault['error']}`.", ""]
     c, t = fault["client"], fault["timeline_s"]
     out = [
         f"### {fault['number']}. {fault['fault']} — {'pass' if not fault['failures'] else 'FAIL'}",
@@ -90,7 +97,10 @@ def details(fault: dict[str, Any]) -> list[str]:
         f"{_s(c['median_submit_wait_s'])} s, longest {c['longest_submit_wait_s']:g} s; results seen by "
         f"{c['results_seen']} of {c['participants']} within the poll, the slowest {c['longest_result_lag_s']:g} s "
         "after the 202.",
-        f"Unhealthy while it lasted: {', '.join(fault['unhealthy_seen']) or 'nothing'}. Boards exact "
+        f"Unhealthy while it lasted: {', '.join(fault['unhealthy_seen']) or 'nothing'}"
+        + (f"; started again before it (left dead by the fault before): {', '.join(fault['revived_before'])}"
+           if fault.get("revived_before") else "")
+        + f". Machine load (1 min) median {fault['load_1m']['median']}, max {fault['load_1m']['max']}. Boards exact "
         f"{_s(t['boards_exact_after_drain_s'])} s after the drain; final {fault['final'].get('final_after_s')} s "
         f"after the close; {fault['final'].get('winners', 0)} winners.",
         "",

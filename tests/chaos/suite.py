@@ -30,18 +30,23 @@ What a fault must leave intact (each a failure when it does not):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import aio_pika
 import asyncpg
 import httpx
 from aiosmtpd.controller import Controller
@@ -125,63 +130,67 @@ SHORT_PLAN = Plan(participants=40, arrival_s=10.0)
 FULL_PLAN = Plan(participants=150, arrival_s=35.0)
 
 
-@dataclass
 class Environment:
-    servers: dict[str, PrivateServer]
-    stack: Stack
-    smtp: Controller
-    mailbox: MailBox
-    workdir: Path
-    contest_slug: str = ""
-    contest_id: str = ""
-    admin_token: str = ""
-    unit_ids: list[str] = field(default_factory=list)
+    """The private servers, the SMTP server and the stack, started in that order; `stop()`
+    takes down whatever of it was started, each part whatever happened to the others."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: dict[str, PrivateServer] = {
+            "postgres": PostgresServer(), "redis": RedisServer(), "rabbitmq": RabbitMQServer(),
+        }
+        self.mailbox = MailBox()
+        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
+        self._smtp_started = False
+        self._stack: Stack | None = None
+        self.contest_slug = self.contest_id = self.admin_token = ""
+        self.unit_ids: list[str] = []
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            raise RuntimeError("the stack is not prepared")
+        return self._stack
 
     @classmethod
     def start(cls, workdir: Path) -> Environment:
-        servers: dict[str, PrivateServer] = {
-            "postgres": PostgresServer(), "redis": RedisServer(), "rabbitmq": RabbitMQServer(),
-        }
-        mailbox = MailBox()
-        smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-        env: Environment | None = None
+        env = cls(workdir)
         try:
-            for server in servers.values():
-                server.start()
-            for server in servers.values():
-                server.wait_ready(timeout_s=90)
-            smtp.start()
-            postgres = servers["postgres"]
-            assert isinstance(postgres, PostgresServer)
-            stack = prepare_stack(
-                workdir / "stack",
-                database_url=postgres.database_url(DATABASE),
-                redis_url=servers["redis"].url,
-                amqp_url=servers["rabbitmq"].url,
-                workers=WORKERS,
-                # Its own SMTP server (counting deliveries) instead of the development one.
-                processes=[name for name in procfile() if name != "mail"],
-                extra_env={
-                    "SMTP_PORT": str(smtp.port),
-                    "SMTP_RATE_PER_S": "200",
-                    # Cheap hashing: the load is about faults, not Argon2 (as in make bench).
-                    "ARGON2_TIME_COST": "1",
-                    "ARGON2_MEMORY_COST_KIB": "8192",
-                },
-            )
-            env = cls(servers, stack, smtp, mailbox, workdir)
-            stack.start()
-            stack.wait_ready(timeout_s=120)
-            asyncio.run(env._scene())
-            return env
+            env._start()
         except BaseException:
-            if env is not None:
-                env.stop()
-            else:
-                smtp.stop()
-                for server in servers.values():
-                    server.remove()
+            env.stop()
             raise
+        return env
+
+    def _start(self) -> None:
+        for server in self.servers.values():
+            server.start()
+        for server in self.servers.values():
+            server.wait_ready(timeout_s=90)
+        self.smtp.start()
+        self._smtp_started = True
+        self._stack = prepare_stack(
+            self.workdir / "stack",
+            database_url=self.database_url,
+            redis_url=self.servers["redis"].url,
+            amqp_url=self.servers["rabbitmq"].url,
+            workers=WORKERS,
+            # Its own SMTP server (counting deliveries) instead of the development one.
+            processes=[name for name in procfile() if name != "mail"],
+            extra_env={
+                "SMTP_PORT": str(self.smtp.port),
+                "SMTP_RATE_PER_S": "200",
+                # Cheap hashing: the load is about faults, not Argon2 (as in make bench).
+                "ARGON2_TIME_COST": "1",
+                "ARGON2_MEMORY_COST_KIB": "8192",
+                # Every participant of the load comes from 127.0.0.1; in a contest they come
+                # from thousands of addresses. The per-address limit is not under test here.
+                "SIGNUP_PER_SOURCE": "1000000",
+            },
+        )
+        self.stack.start()
+        self.stack.wait_ready(timeout_s=120)
+        asyncio.run(self._scene())
 
     async def _scene(self) -> None:
         async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=30) as client:
@@ -192,19 +201,28 @@ class Environment:
             self.unit_ids = [u["id"] for u in units if u["headcount"] > 0]
 
     def stop(self) -> None:
-        self.stack.stop()
-        try:
-            asyncio.run(delete_bus(self.stack.amqp_url, self.stack.bus_prefix, RETRY_DELAYS_S))
-        except Exception as exc:  # the broker goes away with its folder anyway
-            print(f"chaos: queue clean-up failed: {exc!r}")
-        self.smtp.stop()
+        def attempt(what: str, step: Callable[[], object]) -> None:
+            try:
+                step()
+            except Exception as exc:  # the next part must still be stopped
+                print(f"chaos: stopping {what} failed: {exc!r}", flush=True)
+
+        if self._stack is not None:
+            stack = self._stack
+            attempt("the stack", stack.stop)
+            # The broker goes away with its folder anyway; this is for a broker kept running.
+            attempt("the queues", lambda: asyncio.run(
+                delete_bus(stack.amqp_url, stack.bus_prefix, RETRY_DELAYS_S)))
+            attempt("nginx's prefix", lambda: shutil.rmtree(stack.env["NGINX_PREFIX"], ignore_errors=True))
+        if self._smtp_started:
+            attempt("the SMTP server", self.smtp.stop)
         logs = self.workdir / "servers"
         logs.mkdir(parents=True, exist_ok=True)
         for name, server in self.servers.items():
-            if server.log_path.exists():
-                shutil.copy(server.log_path, logs / f"{name}.log")
-            server.remove()
-        shutil.rmtree(self.stack.env["NGINX_PREFIX"], ignore_errors=True)
+            attempt(name, server.stop)
+            for path in server.log_files():
+                attempt(f"{name}'s log", partial(shutil.copy, path, logs / f"{name}-{path.name}"))
+            attempt(name, server.remove)
 
     @property
     def database_url(self) -> str:
@@ -214,6 +232,19 @@ class Environment:
 
     def queue_names(self) -> list[str]:
         return checks.queue_names(self.stack.bus_prefix, RETRY_DELAYS_S)
+
+    def revive(self, timeout_s: float = 120) -> list[str]:
+        """Start again whatever is down (a fault before may have left it so): what was."""
+        revived = [n for n, s in self.servers.items() if not s.alive()]
+        for name in revived:
+            self.servers[name].start()
+            self.servers[name].wait_ready(timeout_s=90)
+        dead = self.stack.dead()
+        for name in dead:
+            self.stack.processes[name].start()
+        if revived or dead:
+            self.stack.wait_ready(timeout_s=timeout_s)
+        return revived + dead
 
     def not_running(self) -> list[str]:
         """Processes and servers that are not up, and APIs short of gunicorn workers."""
@@ -231,6 +262,8 @@ class Environment:
 @dataclass
 class Sample:
     t: float
+    took_s: float  # how long the sample itself took (a slow one means a starved machine)
+    load_1m: float  # the machine's load average: other work slows everything measured here
     unhealthy: list[str]  # services whose /_health (through the gateway) is not 200, processes down
     stale: int | None  # stored submissions older than 2 s without a result (None: database unreachable)
     parked: int | None  # events in retry and dead-letter queues (None: broker unreachable)
@@ -241,38 +274,78 @@ class Sample:
 
 
 class Monitor:
+    """Samples the stack twice a second on connections of its own, made again after a fault."""
+
     def __init__(self, env: Environment, round_id: str) -> None:
         self.env, self.round_id = env, round_id
         self.samples: list[Sample] = []
         self._stop = asyncio.Event()
-        parked = [q for q in env.queue_names() if ".retry." in q or q.endswith(".dead")]
-        self._parked_queues = parked
+        self._parked_queues = [q for q in env.queue_names() if ".retry." in q or q.endswith(".dead")]
+        self._db: asyncpg.Connection | None = None
+        self._broker: aio_pika.abc.AbstractConnection | None = None
+        self._probes: dict[str, asyncio.Task[int]] = {}
 
     async def run(self) -> None:
         async with httpx.AsyncClient(base_url=self.env.stack.base_url, timeout=1.5) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                unhealthy = list(self.env.not_running())
-                for service in SERVICES:
-                    try:
-                        if (await client.get(f"/_health/{service}")).status_code != 200:
+            try:
+                while not self._stop.is_set():
+                    started = time.monotonic()
+                    unhealthy = list(self.env.not_running())
+                    answers = await asyncio.gather(
+                        *(client.get(f"/_health/{service}") for service in SERVICES), return_exceptions=True)
+                    for service, answer in zip(SERVICES, answers, strict=True):
+                        if isinstance(answer, BaseException) or answer.status_code != 200:
                             unhealthy.append(service)
-                    except httpx.HTTPError:
-                        unhealthy.append(service)
-                stale = await _or_none(self._stale)
-                parked = await _or_none(self._parked)
-                self.samples.append(Sample(started, unhealthy, stale, parked))
-                await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+                    stale, parked = await asyncio.gather(self._probe("stale", self._stale),
+                                                         self._probe("parked", self._parked))
+                    self.samples.append(Sample(started, time.monotonic() - started, os.getloadavg()[0],
+                                               unhealthy, stale, parked))
+                    await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+            finally:
+                for task in self._probes.values():
+                    task.cancel()
+                await self._drop()
+
+    async def _probe(self, name: str, probe: Callable[[], Awaitable[int]], timeout_s: float = 2.0) -> int | None:
+        """The probe's answer, or None when it failed or is still waiting: then it is left
+        to finish on its own (never awaited past the timeout: a connection that ignores its
+        cancellation for seconds must not stall the samples) and not started again meanwhile."""
+        task = self._probes.get(name)
+        if task is None or task.done():
+            task = self._probes[name] = asyncio.ensure_future(probe())
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if task in done and not task.cancelled() and task.exception() is None:
+            return task.result()
+        return None
 
     async def _stale(self) -> int:
-        conn = await asyncpg.connect(self.env.database_url, timeout=2)
         try:
-            return await checks.stale_backlog(conn, self.round_id)
-        finally:
-            await conn.close()
+            if self._db is None or self._db.is_closed():
+                self._db = await asyncpg.connect(self.env.database_url, timeout=2)
+            return await checks.stale_backlog(self._db, self.round_id)
+        except BaseException:
+            await self._drop(broker=False)
+            raise
 
     async def _parked(self) -> int:
-        return sum((await checks.queue_depths(self.env.stack.amqp_url, self._parked_queues)).values())
+        try:
+            if self._broker is None or self._broker.is_closed:
+                self._broker = await aio_pika.connect(self.env.stack.amqp_url, timeout=2)
+            return sum((await checks.queue_depths(self._broker, self._parked_queues)).values())
+        except BaseException:
+            await self._drop(db=False)
+            raise
+
+    async def _drop(self, db: bool = True, broker: bool = True) -> None:
+        if db and self._db is not None:
+            self._db.terminate()
+            self._db = None
+        if broker and self._broker is not None:
+            try:
+                await asyncio.wait_for(self._broker.close(), timeout=1)
+            except Exception:
+                pass
+            self._broker = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -283,24 +356,36 @@ class Monitor:
                 return sample.t
         return None
 
+    def trace(self, since: float) -> list[dict[str, Any]]:
+        """The samples, relative to `since`, for results.json."""
+        return [{"t": round(s.t - since, 2), "took_s": round(s.took_s, 2), "load_1m": s.load_1m,
+                 "unhealthy": s.unhealthy, "stale": s.stale, "parked": s.parked} for s in self.samples]
 
-async def _or_none(probe: Callable[[], Awaitable[int]]) -> int | None:
+
+async def _depths(env: Environment) -> dict[str, int]:
+    connection = await aio_pika.connect(env.stack.amqp_url, timeout=5)
     try:
-        return await asyncio.wait_for(probe(), timeout=3)
-    except Exception:
-        return None
+        return await checks.queue_depths(connection, env.queue_names())
+    finally:
+        await connection.close()
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], timeout_s: float, every_s: float = 0.5) -> tuple[Any, float]:
-    """Poll until `probe` returns something truthy (or time runs out): (last value, seconds)."""
+    """Poll until `probe` returns something truthy (or time runs out): (last value, seconds).
+    One probe may take at most 30 s (a server that holds a connection open forever)."""
     started = time.monotonic()
     last: Any = None
     while True:
-        error: Exception | None = None
-        try:
-            last = await probe()
-        except Exception as exc:
-            last, error = None, exc
+        error: BaseException | None = None
+        task = asyncio.ensure_future(probe())
+        done, _ = await asyncio.wait({task}, timeout=30)
+        if not done:
+            task.cancel()
+            last, error = None, TimeoutError("the probe took over 30 s")
+        elif task.cancelled() or task.exception() is not None:
+            last, error = None, task.exception() if not task.cancelled() else TimeoutError("cancelled")
+        else:
+            last = task.result()
         if last or time.monotonic() - started > timeout_s:
             if not last and error is not None:
                 last = {"error": repr(error)}
@@ -451,7 +536,7 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
             outbox = await checks.outbox_rows(conn)
         finally:
             await conn.close()
-        depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+        depths = await _depths(env)
         state = {"unscored": backlog, "outbox": sum(outbox.values()), "queued": sum(depths.values())}
         return state if not any(state.values()) else None
 
@@ -486,7 +571,7 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
             queued = await conn.fetchval(
                 "SELECT count(*) FROM notify.deliveries WHERE status = 'queued' AND recipient = ANY($1::text[])",
                 [e for e, _ in expected_mail])
-            depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+            depths = await _depths(env)
             return check.delivered == check.expected and queued == 0 and not any(depths.values())
 
         await eventually(mailed, plan.mail_s)
@@ -495,7 +580,7 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
         outbox = await checks.outbox_rows(conn)
     finally:
         await conn.close()
-    depths = await checks.queue_depths(env.stack.amqp_url, env.queue_names())
+    depths = await _depths(env)
     monitor.stop()
     await watching
     not_running = env.not_running()
@@ -525,6 +610,9 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
             "boards_exact_after_drain_s": round(board_wait_s, 1) if board_ok else None,
         },
         "unhealthy_seen": sorted({u for s in unhealthy for u in s.unhealthy}),
+        "load_1m": {"max": max((s.load_1m for s in monitor.samples), default=None),
+                    "median": statistics.median([s.load_1m for s in monitor.samples]) if monitor.samples else None},
+        "slowest_sample_s": round(max((s.took_s for s in monitor.samples), default=0.0), 2),
         "submits": checks.as_dict(submits),
         "boards": checks.as_dict(board) if board else {"error": "not checked"},
         "queues_left": left,
@@ -535,6 +623,7 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
         "not_running": not_running,
     }
     report["failures"] = failures(report, submits, board, mail)
+    report["samples"] = monitor.trace(killed_at)
     verdict = "PASS" if not report["failures"] else "FAIL: " + "; ".join(report["failures"])
     print(f"chaos: fault {number} {fault.name}: {verdict}", flush=True)
     return report
@@ -578,8 +667,13 @@ def failures(report: dict[str, Any], submits: checks.SubmitCounts, board: checks
 # --- the whole run --------------------------------------------------------------------
 
 def run_suite(names: list[str], plan: Plan, run_dir: Path) -> dict[str, Any]:
-    """Start everything, run the faults one after the other, stop everything."""
+    """Start everything, run the faults one after the other, stop everything. A fault that
+    leaves something dead is reported with it; the next fault starts from a revived stack.
+    results.json in `run_dir` is rewritten after each fault."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Stopped by SIGTERM (a timeout, CI), the servers and the stack are still taken down.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupted)
     began = time.monotonic()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -593,12 +687,26 @@ def run_suite(names: list[str], plan: Plan, run_dir: Path) -> dict[str, Any]:
     try:
         results["setup_s"] = round(time.monotonic() - began, 1)
         for number, name in enumerate(names, start=1):
-            results["faults"].append(asyncio.run(run_fault(env, number, FAULTS[name], plan)))
+            revived = env.revive()
+            try:
+                report = asyncio.run(run_fault(env, number, FAULTS[name], plan))
+            except Exception as exc:
+                print(f"chaos: fault {number} {name}: could not run: {exc!r}", flush=True)
+                report = {"number": number, "fault": name, "error": repr(exc)[:500],
+                          "failures": [f"the suite could not run it: {exc!r}"[:500]]}
+            report["revived_before"] = revived
+            results["faults"].append(report)
+            (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
         results["not_running_at_end"] = env.not_running()
     finally:
         env.stop()
         results["total_s"] = round(time.monotonic() - began, 1)
+        (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def new_run_dir(kind: str) -> Path:

@@ -11,7 +11,6 @@ not write docs). Each run keeps its logs and results.json in var/chaos/<time>/.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -30,8 +29,7 @@ CHOSEN = [n.strip() for n in os.environ.get("CHAOS_FAULTS", "").split(",") if n.
 
 def _run(kind: str, names: list[str], plan: Plan, docs: Path | None) -> dict[str, Any]:
     run_dir = new_run_dir(kind)
-    results = run_suite(names, plan, run_dir)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    results = run_suite(names, plan, run_dir)  # also writes run_dir/results.json
     text = report.markdown(results)
     (run_dir / "reliability.md").write_text(text)
     if docs is not None:
