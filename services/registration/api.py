@@ -22,7 +22,8 @@ from starlette.responses import Response, StreamingResponse
 from services.core.auth import Principal, Role, TokenSigner
 from services.core.http import ClientAddress, CurrentUser, Db, Organiser, Staff
 from services.core.problems import Problem, wants_english
-from services.core.tables import XLSX_MEDIA_TYPE
+from services.core.spreadsheets import MEDIA_TYPES as SPREADSHEET_MEDIA_TYPES
+from services.core.spreadsheets import XLSX_MEDIA_TYPE, TableExport
 from services.core.uploads import read_uploaded_table
 from services.registration import domain, store
 from services.registration.passwords import Passwords
@@ -1058,9 +1059,6 @@ async def participants(
     return ParticipantsPage(total=total, items=[_participant_out(p) for p in found])
 
 
-_EXPORT_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "xlsx": XLSX_MEDIA_TYPE}
-
-
 @router.get(
     "/api/admin/participants/export",
     response_class=Response,
@@ -1077,7 +1075,7 @@ async def export_participants(
     log (who, when, which filter, how many rows) in the transaction that reads them."""
     spool = tempfile.TemporaryFile()
     try:
-        export = domain.ParticipantsExport(format, spool)
+        export = TableExport(format, spool, domain.PARTICIPANT_EXPORT_COLUMNS, sheet_title="participants")
 
         async def write_chunk(rows: list[tuple[Any, ...]]) -> None:
             await asyncio.to_thread(export.add, rows)
@@ -1101,7 +1099,7 @@ async def export_participants(
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         _stream_and_close(spool),
-        media_type=_EXPORT_MEDIA_TYPES[format],
+        media_type=SPREADSHEET_MEDIA_TYPES[format],
         headers={
             "Content-Disposition": f'attachment; filename="participants-{stamp}.{format}"',
             "Cache-Control": "no-store",

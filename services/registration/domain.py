@@ -6,19 +6,17 @@ User-facing messages are Vietnamese; they reach participants and organisers unch
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import html
-import io
 import ipaddress
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import BinaryIO, Literal
+from datetime import date
+from typing import Literal
 from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
@@ -560,54 +558,7 @@ def participant_search(query: str | None, *, partial_numbers: bool) -> Participa
 
 # --- exports of personal data (organisers only; every one is audited) ---------------------
 
-ExportKind = Literal["csv", "xlsx"]
 PARTICIPANT_EXPORT_COLUMNS = (
     "id", "full_name", "birth_date", "phone", "email", "id_number", "unit_code", "unit_name", "group", "job",
     "registered_at",
 )
-# A cell starting with one of these is a formula to Excel and LibreOffice (CSV injection):
-# free text such as a job could run one on the organiser's machine.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: object) -> str:
-    """A cell as text that no spreadsheet evaluates."""
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-class ParticipantsExport:
-    """Writes the organisers' export to a binary file in chunks (a city has hundreds of
-    thousands of participants; the rows never all sit in memory at once)."""
-
-    def __init__(self, kind: ExportKind, out: BinaryIO) -> None:
-        self.kind, self._out, self.rows = kind, out, 0
-        if kind == "csv":
-            out.write(b"\xef\xbb\xbf")  # so that Excel reads the UTF-8 Vietnamese correctly
-            self._text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-            self._csv = csv.writer(self._text)
-            self._csv.writerow(PARTICIPANT_EXPORT_COLUMNS)
-        else:
-            from openpyxl import Workbook  # slow to import; only exports need it
-
-            self._workbook = Workbook(write_only=True)
-            self._sheet = self._workbook.create_sheet("participants")
-            self._sheet.append(list(PARTICIPANT_EXPORT_COLUMNS))
-
-    def add(self, rows: Iterable[Sequence[object]]) -> None:
-        for row in rows:
-            cells = [spreadsheet_safe(value) for value in row]
-            if self.kind == "csv":
-                self._csv.writerow(cells)
-            else:
-                self._sheet.append(cells)
-            self.rows += 1
-
-    def finish(self) -> None:
-        if self.kind == "csv":
-            self._text.flush()
-            self._text.detach()  # leave the underlying file open for the caller
-        else:
-            self._workbook.save(self._out)

@@ -4,6 +4,7 @@ same transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
@@ -114,7 +115,8 @@ async def import_units_with_outbox(pool: asyncpg.Pool, table: domain.Table) -> U
             "SELECT u.id, u.code, p.code AS parent_code FROM units u LEFT JOIN units p ON p.id = u.parent_id"
         )
         id_of_code: dict[str, uuid.UUID] = {r["code"]: r["id"] for r in stored}
-        checked = domain.check_unit_rows(table, {r["code"]: r["parent_code"] for r in stored})
+        # Thousands of rows take a while to check: off the event loop, so others are served meanwhile.
+        checked = await asyncio.to_thread(domain.check_unit_rows, table, {r["code"]: r["parent_code"] for r in stored})
         if checked.errors:
             raise domain.UnitRowsInvalid(checked.errors)
 

@@ -11,12 +11,42 @@ import signal
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from services.core.auth import Principal, TokenSigner
 from tests.e2e.stack import Stack
+from tests.e2e.support import QUESTIONS_CSV, eventually
+
+
+def _a_round_of_our_own(stack: Stack) -> str:
+    """An open round in a contest of this test's own (other tests close the demo's)."""
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        token = client.post("/api/auth/login", json={"login": "admin", "password": "admin"}).json()["access_token"]
+        admin = {"Authorization": f"Bearer {token}"}
+        created = client.post("/api/admin/contests", headers=admin,
+                              json={"slug": f"khoi-dong-lai-{uuid.uuid4().hex[:6]}", "title": "Khởi động lại"})
+        assert created.status_code == 201, created.text
+        contest = created.json()
+        with QUESTIONS_CSV.open("rb") as bank:
+            imported = client.post(f"/api/admin/contests/{contest['id']}/questions/import", headers=admin,
+                                   files={"file": ("questions.csv", bank, "text/csv")})
+        assert imported.status_code == 200, imported.text
+        now = datetime.now(UTC)
+        made = client.post(f"/api/admin/contests/{contest['id']}/rounds", headers=admin, json={
+            "number": 1, "title": "Tuần 1", "opens_at": (now - timedelta(minutes=1)).isoformat(),
+            "closes_at": (now + timedelta(hours=1)).isoformat(), "question_count": 5, "time_limit_s": 600,
+        })
+        assert made.status_code == 201, made.text
+
+        def opened() -> bool:  # the round clock opens it within a tick
+            rounds = client.get(f"/api/contests/{contest['slug']}").json()["rounds"]
+            return rounds[0]["status"] == "open"
+
+        eventually(opened, timeout_s=30)
+        return str(made.json()["id"])
 
 
 def _gunicorn_pids(stack: Stack, service: str) -> tuple[int, list[int]]:
@@ -67,8 +97,7 @@ def test_a_graceful_restart_of_the_quiz_api_fails_no_request(stack: Stack) -> No
     keys = Path(stack.env["JWT_PRIVATE_KEY_FILE"])
     signer = TokenSigner.from_file(keys, issuer="hoithi", audience="hoithi", ttl_s=900)
     tokens = [signer.issue(Principal(id=uuid.uuid4(), role="participant", name=f"Người thi {i}")) for i in range(24)]
-    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
-        round_id = next(r["id"] for r in client.get("/api/contests/demo").json()["rounds"] if r["status"] == "open")
+    round_id = _a_round_of_our_own(stack)
     seen: Counter[int] = Counter()
     restarts: list[str] = []
 

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import io
 import random
 import unicodedata
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.core import phones
-from services.core.tables import Table, read_csv_table, read_xlsx_table
+from services.core.tables import Table, read_csv_table
 from services.registration import domain
 from services.registration.domain import RowError, UnitRow
 
@@ -495,59 +494,6 @@ def test_banner_links_the_qr_code_to_the_entry_link_and_escapes_the_name() -> No
     assert "Trường &quot;Chu Văn An&quot; &lt;THCS&gt;" in snippet
     assert "<THCS>" not in snippet
     assert "đăng ký dự thi" in snippet
-
-
-@pytest.mark.parametrize(
-    ("value", "cell"),
-    [
-        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
-        ("+84912", "'+84912"),
-        ("-1", "'-1"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("Giáo viên", "Giáo viên"),
-        (None, ""),
-        (date(1990, 1, 2), "1990-01-02"),
-        ("0912345678", "0912345678"),
-    ],
-)
-def test_export_cells_are_never_formulas(value: object, cell: str) -> None:
-    assert domain.spreadsheet_safe(value) == cell
-
-
-def export_rows() -> list[tuple[object, ...]]:
-    return [
-        (uuid.UUID(int=1), "Nguyễn Văn An", date(1990, 1, 2), "0912345678", None, "031203004567", "LC-P01",
-         "Phường Lê Chân", "cbcc", "=1+1", datetime(2026, 3, 1, 8, 0, tzinfo=UTC)),
-    ]
-
-
-def test_csv_export_has_a_bom_a_header_and_full_data() -> None:
-    out = io.BytesIO()
-    export = domain.ParticipantsExport("csv", out)
-    export.add(export_rows())
-    export.add(export_rows())
-    export.finish()
-    assert export.rows == 2
-    data = out.getvalue()
-    assert data.startswith(b"\xef\xbb\xbf")
-    table = read_csv_table(data)
-    assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
-    assert table.rows[0][:6] == ["00000000-0000-0000-0000-000000000001", "Nguyễn Văn An", "1990-01-02",
-                                 "0912345678", "", "031203004567"]
-    assert table.rows[0][9] == "'=1+1"
-    assert table.rows[0][10] == "2026-03-01T08:00:00+00:00"
-    assert not out.closed  # the caller streams it afterwards
-
-
-def test_xlsx_export_reads_back_as_text() -> None:
-    out = io.BytesIO()
-    export = domain.ParticipantsExport("xlsx", out)
-    export.add(export_rows())
-    export.finish()
-    table = read_xlsx_table(out.getvalue())
-    assert table.header == list(domain.PARTICIPANT_EXPORT_COLUMNS)
-    assert table.rows[0][3] == "0912345678"  # text: the leading zero stays
-    assert table.rows[0][9] == "'=1+1"
 
 
 # --- what throttles count by ----------------------------------------------------------------

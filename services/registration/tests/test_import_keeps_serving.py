@@ -44,7 +44,8 @@ async def test_a_huge_workbook_is_refused_while_the_service_keeps_answering(
     assert refused.status_code == 422, refused.text
     assert refused.json()["code"] == "unreadable_file"
     assert "tối đa 20000" in refused.json()["errors"][0]["message"]
-    # Read on the loop, one probe would have waited for the whole refusal. The bound is
-    # a ratio of two durations of this run, so a slow machine does not change it.
+    # Read on the loop, a probe would have waited for (nearly) the whole refusal. The bound
+    # is a ratio of two durations of this run, so a slow machine moves both; half leaves
+    # room for a machine so loaded that the process itself waits for a core.
     assert len(probes) >= 5
-    assert max(probes) < took / 4, (max(probes), took, len(probes))
+    assert max(probes) < took / 2, (max(probes), took, len(probes))
