@@ -46,6 +46,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -62,6 +63,10 @@ UNIT_NAMES = "scoring:unit_names"
 NAMES_MARKER = "scoring:projection"
 BUILT_ON = "built_on"
 _CHUNK = 5000
+# A rebuild stages 1,000 members per script call: a few ms of Redis each, so other
+# clients never wait long behind it; 50 calls per round trip.
+_STAGE_CHUNK = 1000
+_STAGES_PER_TRIP = 50
 
 
 class BoardsLost(Exception):
@@ -164,16 +169,30 @@ return #boards
 """
 
 
+# A rebuild stages its boards with this: members travel as one JSON argument (score,
+# member, score, member...) instead of two arguments each, which spares the client the
+# packing of every one (most of a rebuild's CPU otherwise). Scores are integers below
+# 2^53, exact as Lua numbers. KEYS: the staged board. ARGV: the JSON list.
+_STAGE = """
+local flat = cjson.decode(ARGV[1])
+for i = 1, #flat, 1000 do
+  redis.call('ZADD', KEYS[1], 'GT', unpack(flat, i, math.min(i + 999, #flat)))
+end
+return #flat / 2
+"""
+
 # A rebuilt round's boards, index and meta replace the old ones in one atomic step, and
 # only if every staged board is still there (a flush between staging and swapping must
-# not leave a marker over missing boards). KEYS: meta, index, n staged boards, their n
+# not leave a marker over missing boards). The old boards are UNLINKed (freed in the
+# background: a board of 200,000 entries takes Redis tens of ms to free) before the
+# RENAMEs, which then overwrite nothing. KEYS: meta, index, n staged boards, their n
 # final names, stale boards to delete. ARGV: n, meta as a flat JSON list, live keys (JSON).
 _SWAP = """
 local n = tonumber(ARGV[1])
 for i = 3, 2 + n do
   if redis.call('EXISTS', KEYS[i]) == 0 then return redis.error_reply('staged board gone: ' .. KEYS[i]) end
 end
-for i = 3 + 2 * n, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 3 + n, #KEYS do redis.call('UNLINK', KEYS[i]) end
 for i = 3, 2 + n do redis.call('RENAME', KEYS[i], KEYS[i + n]) end
 redis.call('DEL', KEYS[2])
 local live = cjson.decode(ARGV[3])
@@ -247,7 +266,7 @@ class Placement:
 def placement(
     round_id: UUID,
     opens_at: datetime,
-    result: domain.Result,
+    result: domain.Result | store.BoardEntry,
     parent_of: Mapping[UUID, UUID | None],
     *,
     frozen: bool = False,
@@ -257,6 +276,54 @@ def placement(
     )
     units = domain.lineage(result.unit_id, parent_of) if result.unit_id is not None else ()
     return Placement(round_id, result.participant_id, score, units, result.group, frozen)
+
+
+def placements(
+    round_id: UUID, opens_at: datetime, entries: Iterable[store.BoardEntry], parent_of: Mapping[UUID, UUID | None]
+) -> list[Placement]:
+    """`placement` of many entries, each unit's lineage walked once."""
+    lineages: dict[UUID, tuple[UUID, ...]] = {}
+    placed = []
+    for e in entries:
+        units: tuple[UUID, ...] = ()
+        if e.unit_id is not None:
+            units = lineages.get(e.unit_id) or lineages.setdefault(e.unit_id, domain.lineage(e.unit_id, parent_of))
+        score = domain.live_score(e.correct, e.duration_ms, domain.submitted_offset_s(opens_at, e.submitted_at))
+        placed.append(Placement(round_id, e.participant_id, score, units, e.group))
+    return placed
+
+
+class _BoardKeys:
+    """`Placement.keys` (or `frozen_keys`) for many placements of one round, each key
+    string built once: a rebuild places hundreds of thousands of entries."""
+
+    def __init__(self, round_id: UUID, *, frozen: bool = False) -> None:
+        self.round_id, self.frozen = round_id, frozen
+        self._overall = frozen_key(round_id) if frozen else board_key(round_id)
+        self._units: dict[UUID, str] = {}
+        self._groups: dict[str, str] = {}
+
+    def __call__(self, p: Placement) -> list[str]:
+        keys = [self._overall]
+        for unit in p.units:
+            if (key := self._units.get(unit)) is None:
+                key = self._units[unit] = self._key(unit_id=unit)
+            keys.append(key)
+        if p.group:
+            if (key := self._groups.get(p.group)) is None:
+                key = self._groups[p.group] = self._key(group=p.group)
+            keys.append(key)
+        return keys
+
+    def _key(self, **which: Any) -> str:
+        return frozen_key(self.round_id, **which) if self.frozen else board_key(self.round_id, **which)
+
+
+def _place(boards: dict[str, list[int | str]], placements: Iterable[Placement], keys_of: _BoardKeys) -> None:
+    for p in placements:
+        entry = (p.score, str(p.participant_id))
+        for key in keys_of(p):
+            boards[key].extend(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +391,7 @@ class Leaderboards:
         self._unfreeze = redis.register_script(_UNFREEZE)
         self._standing = redis.register_script(_STANDING)
         self._swap = redis.register_script(_SWAP)
+        self._stage = redis.register_script(_STAGE)
 
     async def server_id(self) -> str:
         """The Redis server's run id: a new one after every restart, and on a failover."""
@@ -512,21 +580,23 @@ class Leaderboards:
         server's run id): readers see the old boards until the new ones are complete;
         boards of units or groups nobody is in any more disappear. The number of board
         keys written."""
-        boards: dict[str, dict[str, int]] = defaultdict(dict)
-        for p in placements:
-            for key in p.keys():
-                member = str(p.participant_id)
-                boards[key][member] = max(p.score, boards[key].get(member, p.score))
+        # Each board as the flat list its staging takes (score, member, ...). A member
+        # placed twice keeps its higher score there (ZADD GT).
+        boards: dict[str, list[int | str]] = defaultdict(list)
+        _place(boards, placements, _BoardKeys(round_id))
         live_keys = sorted(boards)
-        for p in frozen or ():
-            for key in p.frozen_keys():
-                member = str(p.participant_id)
-                boards[key][member] = max(p.score, boards[key].get(member, p.score))
+        _place(boards, frozen or (), _BoardKeys(round_id, frozen=True))
         staging = f"scoring:rebuild:{uuid.uuid4().hex}:"
-        for key, members in boards.items():
-            items = list(members.items())
-            for start in range(0, len(items), _CHUNK):
-                await self.redis.zadd(staging + key, dict(items[start : start + _CHUNK]))
+        chunks = [
+            (staging + key, orjson.dumps(flat[start : start + 2 * _STAGE_CHUNK]))
+            for key, flat in boards.items()
+            for start in range(0, len(flat), 2 * _STAGE_CHUNK)
+        ]
+        for first in range(0, len(chunks), _STAGES_PER_TRIP):
+            pipe = self.redis.pipeline(transaction=False)
+            for key, flat_json in chunks[first : first + _STAGES_PER_TRIP]:
+                await self._stage(keys=[key], args=[flat_json], client=pipe)
+            await pipe.execute()
         old = {
             _text(k) or ""
             async for k in self.redis.scan_iter(match=f"{board_key(round_id)}*", count=1000)
@@ -563,11 +633,6 @@ class RebuildReport:
     boards: int
 
 
-# Results whose transaction began this long before the rebuild read PostgreSQL, but
-# committed after, are applied again at the end (ZADD GT makes that harmless).
-_CATCH_UP = timedelta(minutes=5)
-
-
 async def rebuild_leaderboards(
     pool: asyncpg.Pool, boards: Leaderboards, round_id: UUID | None = None, *, now: datetime | None = None
 ) -> RebuildReport:
@@ -600,19 +665,20 @@ async def rebuild_rounds(
     """Recompute these rounds' boards (live, frozen where the freeze is near or on, and
     their meta) from PostgreSQL, with the unit tree as it is now, each marked built.
 
-    A result committed while this runs is never lost: one committed before a round's
-    read below is in the snapshot; one committed after is written by its batch after its
-    commit, so either that write comes after the swap and stays, or it came before the
-    swap and was replaced, but then it committed before the swap too and the catch-up
-    below, which reads PostgreSQL after every swap, writes it again (ZADD GT: a result
-    written twice changes nothing)."""
-    started = datetime.now(UTC)
-    now = now or started
+    A result committed while this runs is never lost. One the round's snapshot saw is on
+    the boards it swaps in. One it did not see was written by a transaction at least as
+    new as the snapshot's xmin, and is written to Redis by its batch after its commit:
+    either that write comes after the swap and stays, or it came before the swap and was
+    replaced, but then the result committed before the swap too, and the catch-up below,
+    which reads PostgreSQL after every swap, writes it again (ZADD GT: a result written
+    twice changes nothing)."""
+    now = now or datetime.now(UTC)
     # Taken before PostgreSQL is read: if the server changes meanwhile, the marker is
     # stale at once and the watch rebuilds again.
     server = await boards.server_id()
     parent_of = await store.unit_parents(pool)
     known: dict[UUID, store.BoardRound] = {}
+    oldest_unseen: int | None = None
     entries = keys = 0
     for rid in round_ids:
         info = await store.board_round(pool, rid)
@@ -620,12 +686,15 @@ async def rebuild_rounds(
             log.warning("no such round; nothing to rebuild", extra={"round_id": str(rid)})
             continue
         known[rid] = info
-        best = await store.best_attempts(pool, rid)
-        live = [placement(rid, info.opens_at, b.result, parent_of) for b in best]
-        frozen: list[Placement] | None = None
-        if not info.final and domain.freeze_is_near(info.freeze_at, now):
-            before = await store.best_attempts(pool, rid, submitted_before=info.freeze_at)
-            frozen = [placement(rid, info.opens_at, b.result, parent_of) for b in before]
+        frozen_too = not info.final and domain.freeze_is_near(info.freeze_at, now)
+        snapshot = await store.board_snapshot(pool, rid, freeze_at=info.freeze_at if frozen_too else None)
+        xmin = snapshot.oldest_unseen_xid
+        oldest_unseen = xmin if oldest_unseen is None else min(oldest_unseen, xmin)
+        live = placements(rid, info.opens_at, snapshot.best, parent_of)
+        frozen = (
+            None if snapshot.before_freeze is None
+            else placements(rid, info.opens_at, snapshot.before_freeze, parent_of)
+        )
         keys += await boards.replace_round(
             rid,
             live,
@@ -637,14 +706,15 @@ async def rebuild_rounds(
             # Taken from PostgreSQL, exact: no copy of the live board may overwrite it.
             copied=frozen is not None and info.freeze_at is not None and now >= info.freeze_at,
         )
-        entries += len(best)
-    late = await store.results_scored_since(pool, started - _CATCH_UP, list(known))
-    by_round: dict[UUID, list[domain.Result]] = defaultdict(list)
-    for rid, result in late:
-        by_round[rid].append(result)
-    for rid, results in by_round.items():
-        info = known[rid]
-        writes = board_writes(rid, info.opens_at, None if info.final else info.freeze_at, results, parent_of, now)
-        await boards.record(writes.placements, freeze_first=[rid] if writes.freeze_first else [])
+        entries += len(snapshot.best)
+    if oldest_unseen is not None:
+        late = await store.results_unseen_by(pool, list(known), oldest_unseen)
+        by_round: dict[UUID, list[domain.Result]] = defaultdict(list)
+        for rid, result in late:
+            by_round[rid].append(result)
+        for rid, results in by_round.items():
+            info = known[rid]
+            writes = board_writes(rid, info.opens_at, None if info.final else info.freeze_at, results, parent_of, now)
+            await boards.record(writes.placements, freeze_first=[rid] if writes.freeze_first else [])
     log.info("leaderboards rebuilt", extra={"rounds": len(known), "entries": entries, "boards": keys})
     return RebuildReport(len(known), entries, keys)

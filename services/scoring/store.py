@@ -375,6 +375,11 @@ async def insert_results_with_outbox(
     return inserted
 
 
+# domain.best_attempt_per_participant's order, the same in every query that picks a
+# participant's best attempt.
+_BEST_FIRST = "participant_id, correct DESC, duration_ms, submitted_at, attempt_number, attempt_id"
+
+
 async def best_attempts(
     conn: Conn, round_id: UUID, *, submitted_before: datetime | None = None
 ) -> list[BestAttempt]:
@@ -389,7 +394,7 @@ async def best_attempts(
             FROM results WHERE round_id = $1
         ) AS every_attempt
         WHERE counts AND ($2::timestamptz IS NULL OR submitted_at < $2)
-        ORDER BY participant_id, correct DESC, duration_ms, submitted_at, attempt_number, attempt_id
+        ORDER BY {_BEST_FIRST}
         """,
         round_id,
         submitted_before,
@@ -397,14 +402,67 @@ async def best_attempts(
     return [BestAttempt(_result(r), r["attempts_used"]) for r in rows]
 
 
-async def results_scored_since(conn: Conn, since: datetime, round_ids: Sequence[UUID]) -> list[tuple[UUID, Result]]:
+@dataclass(frozen=True, slots=True)
+class BoardEntry:
+    """Of a participant's best attempt, what placing it on the boards needs."""
+
+    participant_id: UUID
+    correct: int
+    duration_ms: int
+    submitted_at: datetime
+    unit_id: UUID | None
+    group: str | None
+
+
+async def board_entries(conn: Conn, round_id: UUID, *, submitted_before: datetime | None = None) -> list[BoardEntry]:
+    """best_attempts with only what a board needs (tested to agree): rebuilding the
+    boards of a large round is mostly reading and decoding these rows."""
+    rows = await conn.fetch(
+        f"""
+        SELECT DISTINCT ON (participant_id) participant_id, correct, duration_ms, submitted_at, unit_id, "group"
+        FROM results
+        WHERE round_id = $1 AND counts AND ($2::timestamptz IS NULL OR submitted_at < $2)
+        ORDER BY {_BEST_FIRST}
+        """,
+        round_id,
+        submitted_before,
+    )
+    return [BoardEntry(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSnapshot:
+    """A round's best entries, and those submitted before the freeze (when asked), as one
+    snapshot of the database saw them. Every result that snapshot did not see was written
+    by transaction `oldest_unseen_xid` or a later one."""
+
+    best: list[BoardEntry]
+    before_freeze: list[BoardEntry] | None
+    oldest_unseen_xid: int
+
+
+async def board_snapshot(pool: asyncpg.Pool, round_id: UUID, *, freeze_at: datetime | None) -> BoardSnapshot:
+    """One REPEATABLE READ snapshot for the live and the frozen boards (they agree with
+    each other), and its xmin: the oldest transaction still writing when it was taken."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        best = await board_entries(conn, round_id)
+        before = None if freeze_at is None else await board_entries(conn, round_id, submitted_before=freeze_at)
+    return BoardSnapshot(best, before, int(xmin))
+
+
+async def results_unseen_by(conn: Conn, round_ids: Sequence[UUID], oldest_unseen_xid: int
+                            ) -> list[tuple[UUID, Result]]:
+    """The results of these rounds a snapshot may have missed: those written by
+    transaction `oldest_unseen_xid` or later (a few it saw as well, never one it missed).
+    Transaction ids wrap at 2^32, so they are compared by age."""
     rows = await conn.fetch(
         f"""
         SELECT round_id, {_RESULT_COLUMNS} FROM results
-        WHERE scored_at >= $1 AND round_id = ANY($2::uuid[])
+        WHERE round_id = ANY($1::uuid[]) AND age(xmin) <= age(($2::bigint % 4294967296)::text::xid)
         """,
-        since,
         list(round_ids),
+        oldest_unseen_xid,
     )
     return [(r["round_id"], _result(r)) for r in rows]
 

@@ -45,6 +45,7 @@ async def test_an_event_across_a_redis_and_a_postgres_outage_is_scored_once_and_
     await consumer.on_round_opened([ev.round_opened(round_id)])
     # Long retry delays: an event that visited a retry queue would still be sitting there.
     bus = await bus_factory("scoring", retry_delays_s=(60, 120))
+    await bus.declare_consumer_queues(sorted(consumer.handlers()))  # before anything is published
     stop = asyncio.Event()
     consuming = asyncio.create_task(bus.consume(
         consumer.handlers(), batch_size=10, stop=stop,

@@ -56,6 +56,14 @@ async def test_best_attempts_in_sql_agree_with_the_domain_rule(pool: asyncpg.Poo
         before = await store.best_attempts(pool, round_id, submitted_before=cut)
         expected = domain.best_attempt_per_participant(r for r in rows if r.submitted_at < cut)
         assert {b.participant_id: b.result for b in before} == {b.participant_id: b.result for b in expected}
+        # What a board rebuild reads: the same attempts, fewer columns.
+        for cut_at, best in ((None, from_domain.values()), (cut, expected)):
+            entries = await store.board_entries(pool, round_id, submitted_before=cut_at)
+            assert {e.participant_id: e for e in entries} == {
+                b.participant_id: store.BoardEntry(b.participant_id, b.result.correct, b.result.duration_ms,
+                                                   b.result.submitted_at, b.result.unit_id, b.result.group)
+                for b in best
+            }
 
 
 async def test_insert_results_reports_only_new_rows_and_emits_for_them(pool: asyncpg.Pool) -> None:
