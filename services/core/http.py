@@ -21,8 +21,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core.auth import InvalidToken, Principal, TokenVerifier
 from services.core.gateway import Gateway
 from services.core.logs import configure_logging, correlation_id, new_correlation_id
+from services.core.outages import is_dependency_outage
 from services.core.problems import MESSAGES, Problem, problem_response, wants_english
 from services.core.settings import CoreSettings
 from services.core.unstorable_input import RefuseUnstorableInput
@@ -86,11 +85,18 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", extra={"path": scope.get("path", "")})
+        except Exception as exc:
             if response_started:
+                log.exception("error after the answer started", extra={"path": scope.get("path", "")})
                 raise  # half an answer is out: only closing the connection can tell the client
-            await problem_response(Request(scope), Problem(500, "internal"))(scope, receive, send_with_id)
+            if is_dependency_outage(exc):
+                # The database (or Redis) is away: nothing was written, so the client may retry.
+                log.warning("dependency unavailable", extra={"error": repr(exc), "path": scope.get("path", "")})
+                problem = Problem(503, "unavailable", headers={"Retry-After": "5"})
+            else:
+                log.exception("unhandled error", extra={"path": scope.get("path", "")})
+                problem = Problem(500, "internal")
+            await problem_response(Request(scope), problem)(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -293,19 +299,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         # client's fault alone; still a 4xx, and nothing was written.
         log.warning("value refused by the database", extra={"error": repr(exc), "path": request.url.path})
         return problem_response(request, Problem(422, "unstorable_value"))
-
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
-    @app.exception_handler(asyncpg.TooManyConnectionsError)
-    @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    @app.exception_handler(OSError)
-    @app.exception_handler(TimeoutError)
-    async def on_unavailable(request: Request, exc: Exception) -> Response:
-        # The database (or Redis) is away: nothing was written, so the client may retry.
-        log.warning("dependency unavailable", extra={"error": repr(exc), "path": request.url.path})
-        return problem_response(request, Problem(503, "unavailable", headers={"Retry-After": "5"}))
 
 
 # --- the factory -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import orjson
 import pytest
 import uvicorn
@@ -26,6 +27,19 @@ router = APIRouter()
 @router.post("/boom")
 async def boom() -> dict[str, str]:
     raise RuntimeError("a bug in one route")
+
+
+@router.post("/database-away")
+async def database_away() -> dict[str, str]:
+    # A real refusal: nothing listens on port 1.
+    await asyncpg.connect("postgresql://postgres@127.0.0.1:1/hoithi", timeout=2)
+    return {"status": "unreachable"}
+
+
+@router.post("/missing-file")
+async def missing_file() -> dict[str, str]:
+    raise FileNotFoundError(2, "No such file", "/nonexistent/hoithi")  # an OSError that is a bug, not an outage
+    return {"status": "unreachable"}
 
 
 @router.post("/ok")
@@ -79,5 +93,19 @@ async def test_a_500_keeps_the_connection_for_the_next_request(jwt_keys: Path, h
             for _ in range(3):  # the same connection goes on serving
                 status, _, body = await _exchange(reader, writer, "/ok")
                 assert (status, orjson.loads(body)) == (200, {"status": "ok"})
+        finally:
+            writer.close()
+
+
+async def test_an_unreachable_dependency_is_a_503_to_retry_and_a_bug_a_500(jwt_keys: Path) -> None:
+    async with served(jwt_keys, "httptools") as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            status, headers, body = await _exchange(reader, writer, "/database-away")
+            assert (status, orjson.loads(body)["code"], headers.get("retry-after")) == (503, "unavailable", "5")
+            status, _, body = await _exchange(reader, writer, "/missing-file")
+            assert (status, orjson.loads(body)["code"]) == (500, "internal")
+            status, _, _ = await _exchange(reader, writer, "/ok")
+            assert status == 200
         finally:
             writer.close()
