@@ -27,7 +27,7 @@ from services.core.http import Db, Organiser, Participant, Staff, current_princi
 from services.core.problems import Problem
 from services.core.spreadsheets import XLSX_MEDIA_TYPE
 from services.scoring import domain, nudges, reports, store
-from services.scoring.leaderboards import Leaderboards
+from services.scoring.leaderboards import BoardsLost, Leaderboards
 from services.scoring.projection import BoardsRebuilding, Projection
 
 router = APIRouter()
@@ -143,24 +143,27 @@ class AnnouncedOut(BaseModel):
 
 
 @router.get("/api/attempts/{attempt_id}/result")
-async def attempt_result(
-    attempt_id: UUID, who: Participant, db: Db, boards: Boards, projection: BoardProjection
-) -> AttemptResultOut:
+async def attempt_result(attempt_id: UUID, who: Participant, db: Db, boards: Boards) -> AttemptResultOut:
     result = await store.result_of_attempt(db, attempt_id)
     if result is None:
         return AttemptResultOut(status="pending")
     if result.participant_id != who.id:
         raise Problem(404, "not_found")
+    try:
+        rank = await boards.rank_of(result.round_id, who.id)
+    except BoardsLost:
+        # The result itself comes from PostgreSQL; only its rank waits for the boards
+        # (rebuilt by the worker's watch or the next board read).
+        rank = None
     return AttemptResultOut(
         status="scored",
         correct=result.correct,
         total=result.total,
         duration_ms=result.duration_ms,
         # The live rank of the participant's best attempt; null for the moment between
-        # the result's commit and its board update, and for an entry that does not count.
-        rank=await _complete(
-            projection, result.round_id, lambda complete: boards.rank_of(result.round_id, who.id, complete=complete)
-        ),
+        # the result's commit and its board update (or the boards' rebuild after Redis
+        # lost them), and for an entry that does not count.
+        rank=rank,
         counts=result.counts,
     )
 

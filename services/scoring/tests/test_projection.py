@@ -217,6 +217,11 @@ async def test_a_frozen_round_never_shows_a_live_score_during_or_after_the_rebui
             assert (r.json()["code"], r.headers["retry-after"]) == ("board_rebuilding", "2")
         me = {"Authorization": f"Bearer {make_token(id=contest.climber)}"}
         assert (await client.get(f"/api/rounds/{contest.frozen}/leaderboard/me", headers=me)).status_code == 503
+        # A result is PostgreSQL's and is shown; its rank waits for the boards (not the partial one).
+        attempt = await pool.fetchval("SELECT attempt_id FROM results WHERE round_id = $1 AND participant_id = $2"
+                                      " ORDER BY correct DESC LIMIT 1", contest.frozen, contest.climber)
+        r = await client.get(f"/api/attempts/{attempt}/result", headers=me)
+        assert (r.status_code, r.json()["correct"], r.json()["rank"]) == (200, 10, None)
 
         await rebuilding.release()  # the other process died, or finished without the marker
         for suffix, url in (("", board_url), (f":unit:{contest.ward1}", f"{board_url}&unit_id={contest.ward1}"),
@@ -227,7 +232,9 @@ async def test_a_frozen_round_never_shows_a_live_score_during_or_after_the_rebui
             assert shown == frozen_board[suffix]
         # The participant's own standing is live, frozen or not, and now complete.
         r = await client.get(f"/api/rounds/{contest.frozen}/leaderboard/me", headers=me)
-        assert r.json()["rank"] == [p for p, _, _ in live_board[""]].index(str(contest.climber)) + 1
+        live_rank = [p for p, _, _ in live_board[""]].index(str(contest.climber)) + 1
+        assert r.json()["rank"] == live_rank
+        assert (await client.get(f"/api/attempts/{attempt}/result", headers=me)).json()["rank"] == live_rank
 
 
 async def _best(pool: asyncpg.Pool, round_id: uuid.UUID) -> list[domain.Result]:
