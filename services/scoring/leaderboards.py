@@ -676,16 +676,18 @@ async def rebuild_rounds(
     # Taken before PostgreSQL is read: if the server changes meanwhile, the marker is
     # stale at once and the watch rebuilds again.
     server = await boards.server_id()
-    parent_of = await store.unit_parents(pool)
     known: dict[UUID, store.BoardRound] = {}
+    for rid in round_ids:
+        if (info := await store.board_round(pool, rid)) is None:
+            log.info("no such round; nothing to rebuild", extra={"round_id": str(rid)})
+        else:
+            known[rid] = info
+    if not known:
+        return RebuildReport(0, 0, 0)
+    parent_of = await store.unit_parents(pool)
     oldest_unseen: int | None = None
     entries = keys = 0
-    for rid in round_ids:
-        info = await store.board_round(pool, rid)
-        if info is None:
-            log.warning("no such round; nothing to rebuild", extra={"round_id": str(rid)})
-            continue
-        known[rid] = info
+    for rid, info in known.items():
         frozen_too = not info.final and domain.freeze_is_near(info.freeze_at, now)
         snapshot = await store.board_snapshot(pool, rid, freeze_at=info.freeze_at if frozen_too else None)
         xmin = snapshot.oldest_unseen_xid
