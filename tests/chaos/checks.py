@@ -294,9 +294,15 @@ async def check_mail(
 
 
 def as_dict(value: Any) -> Any:
-    """Figures for the report (dataclasses to dicts, long lists cut)."""
+    """Figures for the report: dataclasses to dicts, each list with its length beside it
+    (`n_<name>`) and cut to 20 items."""
     if hasattr(value, "__dataclass_fields__"):
-        out = {k: as_dict(getattr(value, k)) for k in value.__dataclass_fields__}
+        out: dict[str, Any] = {}
+        for name in value.__dataclass_fields__:
+            item = getattr(value, name)
+            out[name] = as_dict(item)
+            if isinstance(item, list):
+                out[f"n_{name}"] = len(item)
         for name in ("problems", "mismatches"):
             if hasattr(type(value), name):
                 out[name] = getattr(value, name)
