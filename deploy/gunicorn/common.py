@@ -57,7 +57,8 @@ def configure(service: str, default_port: int) -> dict[str, Any]:
         "proc_name": f"hoithi-{service}",
         "bind": [f"{os.environ.get('BIND_HOST') or '127.0.0.1'}:{port}"],
         "workers": workers,
-        "worker_class": "uvicorn.workers.UvicornWorker",
+        # uvicorn's worker, draining its keep-alive connections when it stops (draining.py).
+        "worker_class": "deploy.gunicorn.draining.DrainingUvicornWorker",
         "timeout": _int("GUNICORN_TIMEOUT", 30),
         "graceful_timeout": 20,
         # Longer than the gateway's upstream keepalive_timeout (60 s), so that nginx,
