@@ -88,7 +88,10 @@ def web_build() -> Path:
     return ROOT / "web" / "dist"
 
 
-@pytest.fixture(scope="session")
+# Package, not session: Playwright's sync API keeps its event loop running in the main
+# thread while it is open, and every async test collected after tests/e2e would find it
+# ("cannot be called from a running event loop").
+@pytest.fixture(scope="package")
 def browser(web_build: Path) -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"Chromium is missing at {CHROMIUM}: run `make services` (installs it as root) or "
