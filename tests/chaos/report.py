@@ -83,8 +83,9 @@ def details(fault: dict[str, Any]) -> list[str]:
     ]
     if fault["failures"]:
         out += ["Failed:", ""] + [f"- {reason}" for reason in fault["failures"]]
-        if fault["fault"] in KNOWN_CAUSES:
-            out += ["", f"Known cause: {KNOWN_CAUSES[fault['fault']]}"]
+        cause = KNOWN_CAUSES.get(fault["fault"].split(",")[0])
+        if cause:
+            out += ["", f"Known cause: {cause}"]
         out.append("")
     out += [
         "| step | answers (whole load) | after the fault struck |",
@@ -133,7 +134,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"participants arriving over {plan['arrival_s']:g} s, through the gateway, who sign up, log in, start, "
         "autosave twice, submit and poll their result, retrying as the web app does (no answer, 429 and 5xx: "
         "1, 2, 4, 8, 16, 30 s, at least Retry-After; a 409 `already_submitted` after a retry counts as sent). "
-        f"{plan['fault_at'] * 100:.0f} % into the arrivals the fault strikes: a server gets SIGKILL (its whole "
+        f"{plan['fault_at'] * 100:.0f} % into the arrivals (or later, as each fault below says) the fault "
+        "strikes: a server gets SIGKILL (its whole "
         f"process group) and is started again {plan['server_down_s']:g} s later on the same data and port; a "
         f"process likewise after {plan['process_down_s']:g} s; a gunicorn worker is killed and its master "
         "replaces it. After the load: the drain, the boards, the organiser closes the round, waits for `final`, "

@@ -83,6 +83,7 @@ class Fault:
     kind: Literal["server", "process", "worker"]
     target: str  # server name (postgres, redis, rabbitmq), Procfile entry, or API of the gunicorn worker
     what: str  # what it exercises, for the report
+    at: float | None = None  # share of the arrival window when it strikes (else the plan's)
 
 
 FAULTS = {
@@ -94,6 +95,10 @@ FAULTS = {
         Fault("redis", "server", "redis", "Redis dies without persistence: boards, autosaves, throttles lost"),
         Fault("postgres", "server", "postgres", "PostgreSQL crashes (all backends) and recovers from its WAL"),
         Fault("rabbitmq", "server", "rabbitmq", "the broker dies; quorum queues recover from disk"),
+        # Whether a consumer is caught in the middle of a batch depends on the instant: a
+        # second kill, later, when the most participants are in the middle of the round.
+        Fault("rabbitmq, later", "server", "rabbitmq", "the broker dies again, with the most people mid-round",
+              at=0.7),
         Fault("gateway", "process", "gateway", "nginx, master and workers, dies: nothing answers"),
         Fault("registration API worker", "worker", "registration",
               "the one registration API worker dies; gunicorn starts another"),
@@ -522,7 +527,7 @@ async def run_fault(env: Environment, number: int, fault: Fault, plan: Plan) -> 
     watching = asyncio.create_task(monitor.run())
     began = time.monotonic()
     loading = asyncio.create_task(load.run())
-    await asyncio.sleep(plan.arrival_s * plan.fault_at)
+    await asyncio.sleep(plan.arrival_s * (plan.fault_at if fault.at is None else fault.at))
     try:
         injected = await asyncio.to_thread(inject, env, fault, plan)
     except Exception as exc:  # the fault could not be undone: report, and let the checks say what it cost
