@@ -71,7 +71,7 @@ bench: venv services
 	  fi; }
 	$(BIN)/python loadtests/bench.py $(BENCH_ARGS)
 
-# The fault suite (tests/chaos, about 20 minutes on 2 cores): its own PostgreSQL, Redis and
+# The fault suite (tests/chaos, about 15 minutes on 2 cores): its own PostgreSQL, Redis and
 # RabbitMQ on private ports, the whole stack, a participant load through the gateway, and
 # kill -9 of each server and each kind of process in turn; writes docs/reliability.md.
 # `make test` runs its short version (two faults). CHAOS_FAULTS=redis,postgres picks some.

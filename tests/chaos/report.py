@@ -37,6 +37,10 @@ def _s(value: float | None) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def _verdict(fault: dict[str, Any]) -> str:
     return "**pass**" if not fault["failures"] else "**FAIL**"
 
@@ -105,7 +109,8 @@ def details(fault: dict[str, Any]) -> list[str]:
         f"Unhealthy while it lasted: {', '.join(fault['unhealthy_seen']) or 'nothing'}"
         + (f"; started again before it (left dead by the fault before): {', '.join(fault['revived_before'])}"
            if fault.get("revived_before") else "")
-        + f". Machine load (1 min) median {fault['load_1m']['median']}, max {fault['load_1m']['max']}. Boards exact "
+        + f". Machine load (1 min) median {_s(_round(fault['load_1m']['median']))}, max "
+        f"{_s(_round(fault['load_1m']['max']))}. Boards exact "
         f"{_s(t['boards_exact_after_drain_s'])} s after the drain; final {fault['final'].get('final_after_s')} s "
         f"after the close; {fault['final'].get('winners', 0)} winners.",
         "",
@@ -116,11 +121,11 @@ def details(fault: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     plan = results["plan"]
     failed = [f for f in results["faults"] if f["failures"]]
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.fromisoformat(results["started_at"]).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Reliability: what a crash costs",
         "",
-        f"Written by `make chaos` (tests/chaos) on {when}: {len(results['faults'])} faults, "
+        f"Written by `make chaos` (tests/chaos), run of {when}: {len(results['faults'])} faults, "
         f"{len(results['faults']) - len(failed)} passed, {len(failed)} failed; "
         f"{results['total_s'] / 60:.1f} minutes on {results['cores']} cores. Do not edit by hand: run it again.",
         "",
