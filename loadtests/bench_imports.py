@@ -138,6 +138,8 @@ async def main() -> None:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client:
+                for _ in range(30):  # warm: the pool's connections opened, the statements prepared
+                    (await client.get("/api/units", params={"q": "phuong"})).raise_for_status()
                 phases = [
                     await phase(client, "nothing uploaded (baseline)", None, token, 0),
                     await phase(client, f"a {len(bomb) // 1024} KB XLSX of 300,000 rows",

@@ -20,6 +20,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import IO, Literal
 
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
+
 from services.core.tables import XLSX_MEDIA_TYPE
 
 SpreadsheetKind = Literal["csv", "xlsx"]
@@ -73,8 +77,6 @@ class TableExport:
             self._csv = csv.writer(self._text, lineterminator="\r\n")
             self._csv.writerow([csv_cell(name) for name in header])
         else:
-            from openpyxl import Workbook  # slow to import; only exports need it
-
             self._workbook = Workbook(write_only=True)
             self._sheet = self._workbook.create_sheet(sheet_title or "Sheet1")
             self._sheet.append([xlsx_cell(name) for name in header])
@@ -115,10 +117,6 @@ class Sheet:
 
 def xlsx_bytes(sheets: Sequence[Sheet]) -> bytes:
     """A workbook of several sheets, headers in bold."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
     book = Workbook(write_only=True)
     bold = Font(bold=True)
     for spec in sheets:

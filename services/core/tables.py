@@ -17,6 +17,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
+# Imported with this module, not on the first upload: importing openpyxl takes a few hundred
+# milliseconds of unmarshalling that holds the interpreter, and in a worker thread it stalled
+# every other request of the process meanwhile (loadtests/bench_imports.py).
+from openpyxl import load_workbook
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import DATA_TAG, DIMENSION_TAG
+from openpyxl.worksheet.dimensions import SheetDimension
+from openpyxl.xml.functions import iterparse
+
 MAX_TABLE_ROWS = 50_000
 # Our files have at most a dozen columns; a row claiming 16,384 is not one of them.
 MAX_TABLE_COLUMNS = 64
@@ -105,11 +114,6 @@ def read_csv_table(content: bytes, *, max_rows: int = MAX_TABLE_ROWS) -> Table:
 
 
 def read_xlsx_table(content: bytes, *, max_rows: int = MAX_TABLE_ROWS) -> Table:
-    # Imported here: openpyxl is slow to import and only organisers' uploads need it.
-    from openpyxl import load_workbook
-
-    _size_sheets_from_their_header()
-
     # An upload can be any bytes; whatever openpyxl trips over means "not a workbook we read".
     try:
         workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
@@ -127,30 +131,6 @@ def read_xlsx_table(content: bytes, *, max_rows: int = MAX_TABLE_ROWS) -> Table:
         raise UnreadableTable("Tệp Excel (.xlsx) không đọc được.") from None
     finally:
         workbook.close()
-
-
-def _size_sheets_from_their_header() -> None:
-    """openpyxl's read-only sheet looks for its <dimension> element while opening the
-    workbook, with iterparse's *end* events: when a sheet has none, it parses the whole
-    sheet before the first row can be read (the 300,000-row file: 23 s). The element,
-    when there is one, comes before <sheetData>; stop looking there. (openpyxl 3.1.5;
-    the test with that file fails if a release changes this.)"""
-    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
-    from openpyxl.worksheet._reader import DATA_TAG, DIMENSION_TAG
-    from openpyxl.worksheet.dimensions import SheetDimension
-    from openpyxl.xml.functions import iterparse
-
-    def get_size(sheet: ReadOnlyWorksheet) -> None:
-        with sheet._get_source() as source:
-            for _event, element in iterparse(source, events=("start",)):
-                if element.tag == DATA_TAG:
-                    return
-                if element.tag == DIMENSION_TAG:
-                    bounds = SheetDimension.from_tree(element).boundaries
-                    sheet._min_column, sheet._min_row, sheet._max_column, sheet._max_row = bounds
-                    return
-
-    ReadOnlyWorksheet._get_size = get_size
 
 
 def _cell_text(value: object) -> str:
@@ -189,3 +169,26 @@ def _capped_table(records: Iterable[Sequence[str]], max_rows: int) -> Table:
         raise UnreadableTable("Tệp không có dữ liệu.")
     header = [cell.lstrip("\ufeff").lower() for cell in lines[0]]
     return Table(header=header, rows=lines[1:])
+
+
+def _size_sheets_from_their_header() -> None:
+    """openpyxl's read-only sheet looks for its <dimension> element while opening the
+    workbook, with iterparse's *end* events: when a sheet has none, it parses the whole
+    sheet before the first row can be read (the 300,000-row file: 23 s). The element,
+    when there is one, comes before <sheetData>; stop looking there. (openpyxl 3.1.5;
+    the test with that file fails if a release changes this.)"""
+
+    def get_size(sheet: ReadOnlyWorksheet) -> None:
+        with sheet._get_source() as source:
+            for _event, element in iterparse(source, events=("start",)):
+                if element.tag == DATA_TAG:
+                    return
+                if element.tag == DIMENSION_TAG:
+                    bounds = SheetDimension.from_tree(element).boundaries
+                    sheet._min_column, sheet._min_row, sheet._max_column, sheet._max_row = bounds
+                    return
+
+    ReadOnlyWorksheet._get_size = get_size
+
+
+_size_sheets_from_their_header()
