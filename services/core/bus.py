@@ -23,6 +23,7 @@ place a few times (a pooled connection the restarted server dropped), then count
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import defaultdict
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import ChannelInvalidStateError
 from prometheus_client import Counter
 
 from services.core.events import SUBSCRIPTIONS, Event, MalformedEvent
@@ -46,6 +48,12 @@ from services.core.outages import (
 
 log = logging.getLogger(__name__)
 
+# What a broker that went away (or took a channel down) raises at a consumer's ack, nack or
+# publish.
+BROKER_GONE: tuple[type[BaseException], ...] = (
+    ChannelInvalidStateError, aio_pika.exceptions.AMQPError, ConnectionError,
+)
+
 EXCHANGE = "hoithi.events"
 RETRY_HEADER = "x-hoithi-retries"
 ERROR_HEADER = "x-hoithi-last-error"
@@ -58,6 +66,11 @@ OUTAGE_WAITS = Counter(
     "hoithi_bus_outage_waits_total",
     "Batches a consumer held because a dependency was down (one per dependency and wait)",
     ["service", "dependency"],
+)
+BATCHES_HANDED_BACK = Counter(
+    "hoithi_bus_batches_handed_back_total",
+    "Batches whose ack (or a retry's publish) the broker failed; they are delivered again",
+    ["service"],
 )
 OUTAGE_RETRIES = Counter(
     "hoithi_bus_outage_retries_total",
@@ -219,11 +232,26 @@ class Bus:
         self._tries_on_healthy_servers = tries_on_healthy_servers
         try:
             while not stop.is_set():
-                batch = await _take_batch(inbox, batch_size, batch_wait_s, stop)
-                if batch:
+                # Deliveries of a channel the broker took down (a broker restart) are the
+                # broker's again: it redelivers them on the channel that replaced it.
+                batch = [m for m in await _take_batch(inbox, batch_size, batch_wait_s, stop) if _channel_open(m)]
+                if not batch:
+                    continue
+                try:
                     await self._dispatch(batch, handlers)
+                except BROKER_GONE:
+                    # The broker failed under the batch (its ack, a retry's publish): the
+                    # handlers' work is committed and idempotent, and what was not acked
+                    # comes back: the broker redelivers a dead channel's deliveries, and the
+                    # ones on a channel still open are handed back here. The robust
+                    # connection brings a channel back.
+                    BATCHES_HANDED_BACK.labels(self.topology.service).inc()
+                    log.warning("the broker failed under a batch; it will be delivered again",
+                                exc_info=True, extra={"messages": len(batch)})
+                    await _hand_back(batch)
         finally:
-            await queue.cancel(self._consumer_tag)
+            with contextlib.suppress(*BROKER_GONE):
+                await queue.cancel(self._consumer_tag)
 
     async def _dispatch(self, batch: list[AbstractIncomingMessage], handlers: Mapping[str, Handler]) -> None:
         handled: list[AbstractIncomingMessage] = []
@@ -234,6 +262,7 @@ class Bus:
             # handled or already settled by now (parked ones were acked, requeued ones
             # nacked), since deliveries on a channel come in order.
             await max(handled, key=lambda message: message.delivery_tag or 0).ack(multiple=True)
+
 
     async def _dispatch_by_type(
         self,
@@ -409,3 +438,17 @@ async def _take_batch(
         except TimeoutError:
             break
     return batch
+
+
+async def _hand_back(batch: list[AbstractIncomingMessage]) -> None:
+    for message in batch:
+        if not message.processed and _channel_open(message):
+            with contextlib.suppress(*BROKER_GONE):
+                await message.nack(requeue=True)
+
+
+def _channel_open(message: AbstractIncomingMessage) -> bool:
+    try:
+        return not message.channel.is_closed
+    except ChannelInvalidStateError:  # aio-pika's answer for a closed one
+        return False

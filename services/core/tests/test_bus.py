@@ -343,3 +343,41 @@ async def test_a_failure_on_answering_servers_still_climbs_and_is_dead_lettered(
         await store.aclose()
     assert buried["bad"] == (1, "ValueError: broken for good")
     assert buried["unreachable"][0] == 1 and buried["unreachable"][1].startswith("ConnectionRefusedError")
+
+
+async def test_a_broker_that_dies_under_an_ack_costs_a_redelivery_not_the_consumer(private_rabbitmq) -> None:
+    # Found by the fault suite: the ack of a handled batch raised on the dead channel, the
+    # consumer's clean-up raised again, and the worker process exited for good.
+    from services.core.bus import Bus, Topology
+
+    bus = Bus(private_rabbitmq.url, Topology("broker-death.", "core_k", (60,)))
+    await bus.connect(give_up_after_s=30)
+    await bus.declare_consumer_queues(["thing.happened"])
+    for i in range(3):
+        await bus.publish(Event("thing.happened", {"i": i}))
+    handled: list[int] = []
+
+    async def handler(events: list[Event]) -> None:
+        if not handled:
+            await asyncio.to_thread(private_rabbitmq.kill)  # the broker dies before the ack
+        handled.extend(int(e.data["i"]) for e in events)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(bus.consume({"thing.happened": handler}, batch_size=10, batch_wait_s=0.2, stop=stop))
+    try:
+        await _until(lambda: len(handled) >= 3)
+        private_rabbitmq.start()
+        await asyncio.to_thread(private_rabbitmq.wait_ready, 90)
+        # The unacked batch comes back, and what is published now is consumed too.
+        await _until(lambda: handled.count(0) >= 2 or task.done(), timeout_s=60)
+        assert not task.done(), task.exception() if task.done() else None
+        for i in range(3, 5):
+            await bus.publish(Event("thing.happened", {"i": i}))
+        await _until(lambda: {3, 4} <= set(handled) or task.done(), timeout_s=30)
+        assert not task.done(), task.exception() if task.done() else None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await bus.close()
+    assert set(handled) == {0, 1, 2, 3, 4}
+    assert handled.count(3) == 1 and handled.count(4) == 1  # acked once the broker was back
