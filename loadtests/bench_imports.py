@@ -27,23 +27,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench_stack import refuse_remote  # noqa: E402
+from loadtests.bench_registration import DATABASE_URL, REDIS_URL, prepare_database  # noqa: E402
 from services.core.auth import Principal, TokenSigner, generate_keypair  # noqa: E402
-from services.core.db import create_database_if_missing, create_pool, migrate_service  # noqa: E402
 from services.core.tables import XLSX_MEDIA_TYPE, read_csv_table  # noqa: E402
 from services.core.testing import xlsx_of_many_rows  # noqa: E402
-from services.registration import store  # noqa: E402
 from services.registration.app import create_app  # noqa: E402
 from services.registration.settings import RegistrationSettings  # noqa: E402
 
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/hoithi_bench")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
 MAX_S = float(os.environ.get("BENCH_IMPORT_MAX_S", "60"))
 SEED_UNITS = ROOT / "services" / "registration" / "seed" / "units.csv"
 
@@ -69,23 +64,6 @@ def units_csv(count: int) -> bytes:
     parent = read_csv_table(SEED_UNITS.read_bytes()).rows[1][0]
     extra = [f"BENCH-{i:05d},Phường thử {i},{parent},commune,{100 + i % 50}" for i in range(count)]
     return ("\n".join([*seed, *extra]) + "\n").encode()
-
-
-async def prepare() -> None:
-    refuse_remote(DATABASE_URL)
-    refuse_remote(REDIS_URL)
-    await create_database_if_missing(DATABASE_URL)
-    conn = await asyncpg.connect(DATABASE_URL)
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS registration CASCADE")
-    finally:
-        await conn.close()
-    await migrate_service(DATABASE_URL, "registration")
-    pool = await create_pool(DATABASE_URL, "registration", min_size=1, max_size=2)
-    try:
-        await store.import_units_with_outbox(pool, read_csv_table(SEED_UNITS.read_bytes()))
-    finally:
-        await pool.close()
 
 
 async def phase(client: httpx.AsyncClient, label: str, upload: tuple[str, bytes, str] | None,
@@ -122,7 +100,7 @@ async def phase(client: httpx.AsyncClient, label: str, upload: tuple[str, bytes,
 
 async def main() -> None:
     started = time.perf_counter()
-    await prepare()
+    await prepare_database()  # the seed tree in a schema of its own, as bench_registration.py does
     logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
         keys = Path(folder)
