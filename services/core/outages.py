@@ -127,6 +127,11 @@ def _is_outage_itself(exc: BaseException) -> bool:
         # asyncpg's word for a pooled connection the server dropped (a restart); its other
         # InterfaceErrors are misuse and must count against the message.
         return "connection is closed" in str(exc)
+    if isinstance(exc, asyncpg.exceptions._base.InternalClientError):
+        # A pooled connection whose query the server's crash cut short is left between two
+        # states, and the next query on it says so ("cannot switch to state 12; another
+        # operation (2) is in progress"): seen by the fault suite when PostgreSQL was killed.
+        return "cannot switch to state" in str(exc)
     if isinstance(exc, OSError):
         if exc.errno in _NETWORK_ERRNOS:
             return True

@@ -57,7 +57,18 @@ async def test_the_works_own_errors_are_not_outages() -> None:
         await conn.close()
     for error in (data_error, syntax_error, misuse, ValueError("bad payload"), KeyError("round")):
         assert not outages.is_dependency_outage(error), repr(error)
+
     assert outages.dependency_of(data_error) == "postgres"
+
+
+def test_a_connection_a_crash_left_mid_query_is_an_outage() -> None:
+    # What the next query on such a pooled connection raised in the fault suite (make chaos,
+    # PostgreSQL killed); a 500 then, a 503 to retry now.
+    from asyncpg.exceptions._base import InternalClientError
+
+    cut_short = InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    assert outages.is_dependency_outage(cut_short)
+    assert not outages.is_dependency_outage(InternalClientError("unexpected codec"))
 
 
 async def test_a_timeout_after_connecting_is_an_outage_but_may_have_reached_the_server() -> None:
