@@ -91,7 +91,8 @@ class RequestContext:
                 log.exception("error after the answer started", extra={"path": scope.get("path", "")})
                 raise  # half an answer is out: only closing the connection can tell the client
             if is_dependency_outage(exc):
-                # The database (or Redis) is away: nothing was written, so the client may retry.
+                # A server is away: the client may retry (a write that did land is refused or
+                # changes nothing the second time: submits, sign-ups and imports are idempotent).
                 log.warning("dependency unavailable", extra={"error": repr(exc), "path": scope.get("path", "")})
                 problem = Problem(503, "unavailable", headers={"Retry-After": "5"})
             else:
